@@ -1,0 +1,60 @@
+"""Argument checks with errors a student can act on.
+
+Every public function of minicnn validates what it is given here: the error names the argument,
+the shape (or dtype, or value) it got, and what it needs. Nothing is silently broadcast, cast or
+truncated.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def check_array(x, name, ndim=None, dtype_like=None):
+    """Check that `x` is a float32/float64 ndarray with `ndim` dims; return it unchanged.
+
+    `dtype_like`: another checked array whose dtype `x` must share (no silent casting).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {x.dtype} with shape {x.shape}; "
+            f"convert it explicitly, e.g. {name}.astype(np.float32)"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape} ({x.ndim} dimensions)")
+    if dtype_like is not None and x.dtype != dtype_like.dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the other operand has dtype {dtype_like.dtype}; "
+            "minicnn never casts silently: convert one of them explicitly"
+        )
+    return x
+
+
+def check_shape(x, name, expected):
+    """Check x.shape == expected, where None in `expected` matches any size."""
+    ok = x.ndim == len(expected) and all(e is None or e == s for s, e in zip(x.shape, expected))
+    if not ok:
+        want = "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {x.shape}")
+    return x
+
+
+def check_labels(labels, n, num_classes, name="labels"):
+    """Check integer class labels: shape (n,), values in [0, num_classes)."""
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise TypeError(f"{name} must be an integer numpy array, got {got}")
+    check_shape(labels, name, (n,))
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}"
+        )
+    return labels
+
+
+def check_choice(value, name, choices):
+    """Check that `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value

@@ -1,0 +1,102 @@
+"""im2col and col2im in plain NumPy: the readable reference.
+
+A convolution slides a (C, kh, kw) window over a padded input. im2col copies every window into one
+column of a matrix, so that the whole convolution becomes a single matrix product:
+
+    cols = im2col(x)              # (C*kh*kw, N*Ho*Wo): column (n, oh, ow) is one window
+    y    = w.reshape(F, -1) @ cols  # (F, N*Ho*Wo)
+
+Rows are ordered (c, i, j), exactly like w.reshape(F, C*kh*kw); columns are ordered (n, oh, ow).
+col2im is the adjoint (transpose) of im2col: it adds every column back onto the window it came from,
+so overlapping windows sum, and the padding is cropped away.
+
+minicnn.kernels holds Numba versions with the same signatures; tests hold the two equal.
+"""
+import numpy as np
+
+from .shapes import conv2d_output_shape
+
+
+def im2col(x, kernel_size, stride, padding):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo); kernel_size, stride, padding are (h, w) pairs."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    ho, wo = conv2d_output_shape((h, w), kernel_size, stride, padding)
+    x_padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # every window's (i, j) element, for all windows at once: a strided slice
+            window_element = x_padded[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw]
+            cols[:, i, j] = window_element.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n * ho * wo)
+
+
+def col2im(cols, input_shape, kernel_size, stride, padding):
+    """cols (C*kh*kw, N*Ho*Wo) -> x (N, C, H, W): the transpose of im2col (overlaps add)."""
+    n, c, h, w = input_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    ho, wo = conv2d_output_shape((h, w), kernel_size, stride, padding)
+    cols = cols.reshape(c, kh, kw, n, ho, wo)
+    x_padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            x_padded[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+    return x_padded[:, :, ph : ph + h, pw : pw + w].copy()
+
+
+def max_pool(x, kernel_size, stride, padding):
+    """x (N, C, H, W) -> (y, switches), both (N, C, Ho, Wo).
+
+    y is the maximum of each window (padding counts as -inf); switches[n, c, oh, ow] is the flat index
+    h * W + w, in the unpadded input plane, of the element that won. Ties go to the first maximum in
+    row-major window order; a NaN wins (it propagates, as in PyTorch).
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    ho, wo = conv2d_output_shape((h, w), kernel_size, stride, padding)
+    planes = x.reshape(n * c, 1, h, w)
+    padded = np.pad(planes, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    windows = im2col(padded, kernel_size, stride, (0, 0))  # (kh*kw, N*C*Ho*Wo)
+    nan_first = np.where(np.isnan(windows), np.inf, windows)  # argmax returns the first maximum
+    winner = np.argmax(nan_first, axis=0)
+    y = windows[winner, np.arange(windows.shape[1])]
+    i, j = np.divmod(winner, kw)  # position of the winner inside its window
+    oh, ow = np.divmod(np.arange(windows.shape[1]) % (ho * wo), wo)
+    switches = (oh * sh + i - ph) * w + (ow * sw + j - pw)
+    return y.reshape(n, c, ho, wo), switches.reshape(n, c, ho, wo).astype(np.int64)
+
+
+def unpool(y, switches, output_hw):
+    """Put each y[n, c, k] back at position switches[n, c, k] of a zero (N, C, H, W) plane.
+
+    Values whose switches coincide (overlapping windows) add up: this is exactly max-pool backward.
+    """
+    n, c = y.shape[:2]
+    h, w = output_hw
+    out = np.zeros((n * c, h * w), dtype=y.dtype)
+    rows = np.repeat(np.arange(n * c), y[0, 0].size)
+    np.add.at(out, (rows, switches.reshape(-1)), y.reshape(-1))
+    return out.reshape(n, c, h, w)
+
+
+def relu(x):
+    """max(x, 0) elementwise (NaN stays NaN)."""
+    return np.where(x < 0, np.zeros_like(x), x)
+
+
+def relu_backward(dy, x, rule):
+    """The three backward rules of ReLU, given the forward input x and the signal dy coming back.
+
+    "gradient":  dy where x > 0, else 0           (the true derivative; saliency)
+    "deconvnet": max(dy, 0), ignoring x           (Zeiler & Fergus' un-ReLU)
+    "guided":    dy where x > 0 and dy > 0, else 0 (guided backpropagation: both masks)
+    """
+    zero = np.zeros_like(dy)
+    if rule == "gradient":
+        return np.where(x > 0, dy, zero)
+    if rule == "deconvnet":
+        return np.where(dy > 0, dy, zero)
+    if rule == "guided":
+        return np.where((x > 0) & (dy > 0), dy, zero)
+    raise ValueError(f"rule must be one of ['gradient', 'deconvnet', 'guided'], got {rule!r}")

@@ -1,0 +1,256 @@
+"""Layers: thin classes over minicnn.ops that hold parameters and remember what backward needs.
+
+Every layer has
+    forward(x) -> y                  records what its backward needs (input, switches, columns)
+    backward(dy, rule, param_grads)  -> dx; adds parameter gradients into self.grads when param_grads
+    params / grads                   dicts name -> array ("weight", "bias"), PyTorch's shapes
+
+`rule` matters only to ReLU ("gradient", "deconvnet", "guided"); every other layer ignores it, so a
+whole network can be back-propagated under one rule. No layer ever writes into an array it was given.
+"""
+import numpy as np
+
+from . import ops
+from .checks import check_array, check_choice
+from .shapes import pair
+
+
+class Layer:
+    """Base class: no parameters, training flag, a check that forward ran before backward."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.training = False
+        self._cache = None
+
+    def reset_parameters(self, rng):
+        """Draw fresh parameters from `rng` (layers without parameters do nothing)."""
+
+    def zero_grad(self):
+        for name, value in self.params.items():
+            self.grads[name] = np.zeros_like(value)
+
+    def _accumulate(self, name, grad):
+        self.grads[name] = self.grads.get(name, 0) + grad
+
+    def _recalled(self):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._cache
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def he_normal(rng, shape, fan_in, dtype):
+    """He (Kaiming) init for layers followed by ReLU: N(0, 2 / fan_in)."""
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def xavier_uniform(rng, shape, fan_in, fan_out, dtype):
+    """Xavier (Glorot) init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def _init_weight(init, rng, shape, fan_in, fan_out, dtype):
+    check_choice(init, "init", ("he", "xavier"))
+    if init == "he":
+        return he_normal(rng, shape, fan_in, dtype)
+    return xavier_uniform(rng, shape, fan_in, fan_out, dtype)
+
+
+class Conv2d(Layer):
+    """2D convolution, weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 init="he", rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.init, self.use_bias, self.dtype = init, bias, np.dtype(dtype)
+        self.reset_parameters(np.random.default_rng() if rng is None else rng)
+
+    def reset_parameters(self, rng):
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        fan_out = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.params["weight"] = _init_weight(self.init, rng, shape, fan_in, fan_out, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_channels, dtype=self.dtype)
+        self.zero_grad()
+
+    def forward(self, x):
+        """x (N, C, H, W) -> (N, F, Ho, Wo). In training mode keeps im2col(x) for the weight gradient."""
+        w, b = self.params["weight"], self.params.get("bias")
+        y, cols = ops.conv2d_with_columns(x, w, b, self.stride, self.padding)
+        self._cache = (x, cols if self.training else None)
+        return y
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        """dx = conv_transpose2d(dy, w); with param_grads also dw = dy @ cols.T and db."""
+        x, cols = self._recalled()
+        w = self.params["weight"]
+        if not param_grads:
+            return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding)
+        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding, cols=cols)
+        self._accumulate("weight", dw)
+        if self.use_bias:
+            self._accumulate("bias", db)
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class Linear(Layer):
+    """Fully connected: y = x @ weight.T + bias, weight (out_features, in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True, init="he", rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.init, self.use_bias, self.dtype = init, bias, np.dtype(dtype)
+        self.reset_parameters(np.random.default_rng() if rng is None else rng)
+
+    def reset_parameters(self, rng):
+        shape = (self.out_features, self.in_features)
+        self.params["weight"] = _init_weight(self.init, rng, shape, self.in_features, self.out_features,
+                                             self.dtype)
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_features, dtype=self.dtype)
+        self.zero_grad()
+
+    def forward(self, x):
+        self._cache = x
+        return ops.linear(x, self.params["weight"], self.params.get("bias"))
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        x = self._recalled()
+        dx, dw, db = ops.linear_backward(dy, x, self.params["weight"])
+        if param_grads:
+            self._accumulate("weight", dw)
+            if self.use_bias:
+                self._accumulate("bias", db)
+        return dx
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class ReLU(Layer):
+    """max(x, 0); backward under the chosen rule ("gradient", "deconvnet", "guided")."""
+
+    def forward(self, x):
+        self._cache = x
+        return ops.relu(x)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.relu_backward(dy, self._recalled(), rule)
+
+
+class MaxPool2d(Layer):
+    """Max pooling that records its switches; backward (and DeconvNet's un-pooling) = max_unpool2d."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+
+    def forward(self, x):
+        y, switches = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        self._cache = (x.shape[2:], switches)
+        return y
+
+    @property
+    def switches(self):
+        """The switches of the last forward pass: flat index of each maximum in its input plane."""
+        return self._recalled()[1]
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        input_hw, switches = self._recalled()
+        return ops.max_unpool2d(dy, switches, input_hw)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(Layer):
+    """Average pooling over kernel_size windows (zero padding counted)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+
+    def forward(self, x):
+        self._cache = x.shape
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.avg_pool2d_backward(dy, self._recalled(), self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class GlobalAvgPool2d(Layer):
+    """(N, C, H, W) -> (N, C): the mean of each feature map (the 'GAP' of class activation maps)."""
+
+    def forward(self, x):
+        self._cache = x.shape
+        return ops.global_avg_pool2d(x)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.global_avg_pool2d_backward(dy, self._recalled())
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C-order (channel-major, as PyTorch's flatten)."""
+
+    def forward(self, x):
+        check_array(x, "x")
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return dy.reshape(self._recalled())
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each value with probability p and scale the rest by 1/(1-p).
+
+    In eval mode (the default, and what visualization uses) it is the identity.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"p must lie in [0, 1), got {p}")
+        self.p = p
+        self.rng = np.random.default_rng() if rng is None else rng
+
+    def reset_parameters(self, rng):
+        self.rng = rng
+
+    def forward(self, x):
+        check_array(x, "x")
+        if not self.training or self.p == 0:
+            self._cache = None
+            return x
+        keep = self.rng.random(x.shape) >= self.p
+        self._cache = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
+        return x * self._cache
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return dy if self._cache is None else dy * self._cache
+
+    def extra_repr(self):
+        return f"p={self.p}"

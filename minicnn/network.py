@@ -1,0 +1,204 @@
+"""A network: a sequence of named layers that runs forward and backward between any two of them.
+
+Cut points are named by the layer whose OUTPUT they are ("input" is None):
+
+    net.forward(x, after=None, upto=None)   x is the output of layer `after` (None: the image);
+                                            returns the output of layer `upto` (None: the last)
+    net.backward(g, upto=None, after=None)  g is the gradient at the output of `upto`; returns the
+                                            gradient at the output of `after` (None: the image)
+
+So `a = net.forward(x, upto="relu3")` then `net.forward(a, after="relu3")` equals `net.forward(x)`,
+and backward retraces the last forward pass. The ReLU rule is chosen per backward call:
+"gradient" (true gradient), "deconvnet" (Zeiler & Fergus), "guided" (guided backpropagation).
+"""
+import os
+
+import numpy as np
+
+from .checks import check_array, check_choice
+from .layers import Layer
+
+RELU_RULES = ("gradient", "deconvnet", "guided")
+
+
+class Network:
+    """A sequence of (name, layer) pairs. `seed` re-draws every parameter from one generator."""
+
+    def __init__(self, layers, seed=None):
+        names = [name for name, _ in layers]
+        for name, layer in layers:
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"layer names must be non-empty strings without '.', got {name!r}")
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {name!r} must be a minicnn Layer, got {type(layer).__name__}")
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"layer names must be unique, got duplicates {duplicated}")
+        self.names = names
+        self.layers = dict(layers)
+        self._last_forward = None  # (first index, last index, output shapes by index)
+        if seed is not None:
+            self.reset_parameters(seed)
+
+    # ------------------------------------------------------------------ naming and parameters
+    def __getitem__(self, name):
+        return self.layers[self.names[self._index(name)]]
+
+    def __repr__(self):
+        rows = "\n".join(f"  ({name}): {self.layers[name]!r}" for name in self.names)
+        return f"Network(\n{rows}\n)"
+
+    def _index(self, name):
+        if name not in self.layers:
+            raise KeyError(f"unknown layer {name!r}; valid layer names are {self.names}")
+        return self.names.index(name)
+
+    def reset_parameters(self, seed):
+        """Re-draw all parameters, layer by layer, from np.random.default_rng(seed)."""
+        rng = np.random.default_rng(seed)
+        for name in self.names:
+            self.layers[name].reset_parameters(rng)
+
+    def named_parameters(self):
+        """{"conv1.weight": array, "conv1.bias": array, ...} in layer order (the live arrays)."""
+        return {f"{name}.{key}": value for name in self.names for key, value in self.layers[name].params.items()}
+
+    def named_gradients(self):
+        """The accumulated gradients, with the same names as named_parameters()."""
+        return {f"{name}.{key}": self.layers[name].grads[key]
+                for name in self.names for key in self.layers[name].params}
+
+    def zero_grad(self):
+        for layer in self.layers.values():
+            layer.zero_grad()
+
+    def train(self):
+        """Training mode: Dropout drops, Conv2d keeps im2col columns for its weight gradient."""
+        for layer in self.layers.values():
+            layer.training = True
+        return self
+
+    def eval(self):
+        """Evaluation mode (the default): Dropout is the identity."""
+        for layer in self.layers.values():
+            layer.training = False
+        return self
+
+    def astype(self, dtype):
+        """Convert every parameter (and gradient) to float32 or float64, in place; returns self."""
+        dtype = np.dtype(dtype)
+        check_choice(dtype, "dtype", (np.dtype(np.float32), np.dtype(np.float64)))
+        for layer in self.layers.values():
+            for key in layer.params:
+                layer.params[key] = layer.params[key].astype(dtype)
+            if hasattr(layer, "dtype"):
+                layer.dtype = dtype
+            layer.zero_grad()
+        return self
+
+    # ------------------------------------------------------------------ forward and backward
+    def _span(self, after, upto):
+        """Indices of the layers strictly after `after` and up to `upto` inclusive."""
+        first = 0 if after is None else self._index(after) + 1
+        last = len(self.names) - 1 if upto is None else self._index(upto)
+        if first > last:
+            raise ValueError(f"upto={upto!r} must come after after={after!r} in {self.names}")
+        return first, last
+
+    def forward(self, x, after=None, upto=None):
+        """Run the layers after `after` up to `upto` (inclusive) on x; returns the output of `upto`."""
+        check_array(x, "x")
+        first, last = self._span(after, upto)
+        shapes = {}
+        for i in range(first, last + 1):
+            x = self.layers[self.names[i]].forward(x)
+            shapes[i] = x.shape
+        self._last_forward = (first, last, shapes)
+        return x
+
+    __call__ = forward
+
+    def activations(self, x, names):
+        """One forward pass from the image; returns {name: output of that layer} for the given names."""
+        indices = sorted(self._index(name) for name in names)
+        wanted = {self.names[i] for i in indices}
+        outputs = {}
+        check_array(x, "x")
+        shapes = {}
+        for i in range(indices[-1] + 1):
+            x = self.layers[self.names[i]].forward(x)
+            shapes[i] = x.shape
+            if self.names[i] in wanted:
+                outputs[self.names[i]] = x
+        self._last_forward = (0, indices[-1], shapes)
+        return outputs
+
+    def backward(self, grad, upto=None, after=None, rule="gradient", param_grads=True):
+        """Back-propagate `grad` (the gradient at the output of `upto`) down to the output of `after`.
+
+        Retraces the last forward pass, which must have covered these layers. rule: how ReLUs pass the
+        signal back ("gradient", "deconvnet", "guided"). param_grads: also add parameter gradients into
+        each layer's grads (training); visualizations pass False and get only the input gradient.
+        """
+        check_choice(rule, "rule", RELU_RULES)
+        first, last = self._span(after, upto)
+        if self._last_forward is None:
+            raise RuntimeError("backward needs a forward pass first: call net.forward(x) before net.backward")
+        ran_first, ran_last, shapes = self._last_forward
+        if first < ran_first or last > ran_last:
+            ran = (self.names[ran_first], self.names[ran_last])
+            raise RuntimeError(
+                f"backward from {self.names[last]!r} down to the output of {after!r} needs a forward pass "
+                f"over those layers, but the last forward ran layers {ran[0]!r} to {ran[1]!r}"
+            )
+        check_array(grad, "grad")
+        if grad.shape != shapes[last]:
+            raise ValueError(
+                f"grad must have the shape of the output of layer {self.names[last]!r}, {shapes[last]}, got {grad.shape}"
+            )
+        for i in range(last, first - 1, -1):
+            grad = self.layers[self.names[i]].backward(grad, rule=rule, param_grads=param_grads)
+        return grad
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """A copy of every parameter, keyed "layer.weight" / "layer.bias" (PyTorch's convention)."""
+        return {name: value.copy() for name, value in self.named_parameters().items()}
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from `state` into the parameters (converted to the network's dtype).
+
+        With strict=True, missing keys, unexpected keys and shape mismatches are all listed in one error.
+        """
+        own = self.named_parameters()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [f"{k}: file {tuple(np.shape(state[k]))} vs network {own[k].shape}"
+                      for k in own if k in state and tuple(np.shape(state[k])) != own[k].shape]
+        problems = []
+        if mismatched:
+            problems.append("shape mismatches: " + "; ".join(mismatched))
+        if strict and missing:
+            problems.append(f"missing keys: {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        if problems:
+            raise ValueError("state does not fit this network: " + " | ".join(problems))
+        for key, target in own.items():
+            if key in state:
+                value = np.asarray(state[key])
+                if not (np.issubdtype(value.dtype, np.floating)):
+                    raise TypeError(f"{key} must hold floating-point values, got dtype {value.dtype}")
+                target[...] = value.astype(target.dtype)
+        return self
+
+    def save(self, path):
+        """Save the parameters to an .npz file (plain arrays, no pickle)."""
+        np.savez(path, **self.state_dict())
+
+    def load(self, path):
+        """Load parameters saved by `save` (np.load with allow_pickle=False: nothing is executed)."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"weight file not found: {path}")
+        with np.load(path, allow_pickle=False) as archive:
+            return self.load_state_dict({key: archive[key] for key in archive.files})

@@ -1,0 +1,298 @@
+"""Pure functions on arrays: the operations of a CNN, forward and backward.
+
+Layout NCHW; float32 by default, float64 accepted everywhere (all operands must share one dtype).
+Weights are (F, C, kh, kw) as in PyTorch. stride / padding accept an int or an (h, w) pair.
+
+The duality at the heart of the lecture is visible here:
+- the input-gradient of conv2d IS conv_transpose2d with the same weights (col2im of W^T dy);
+- the backward pass of max_pool2d IS max_unpool2d with the recorded switches;
+- relu_backward has three rules: "gradient", "deconvnet", "guided".
+
+Heavy loops (im2col, col2im, pooling, ReLU) run in Numba kernels (minicnn.kernels); their plain
+NumPy twins live in minicnn.im2col. Matrix products go to BLAS through `@`.
+"""
+import numpy as np
+
+from . import kernels
+from .checks import check_array, check_choice, check_labels, check_shape
+from .shapes import check_geometry, conv2d_output_shape, conv_transpose2d_output_shape, pair
+
+RELU_RULES = ("gradient", "deconvnet", "guided")
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution
+
+
+def _check_conv_operands(x, w, b, x_name="x"):
+    """Check x (N, C, H, W), w (F, C, kh, kw), b (F,) or None share a dtype and agree on C."""
+    check_array(x, x_name, ndim=4)
+    check_array(w, "w", ndim=4, dtype_like=x)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"channel mismatch: {x_name} has shape {x.shape} ({x.shape[1]} channels) but w has shape "
+            f"{w.shape} and expects {w.shape[1]} input channels (w is (F, C, kh, kw))"
+        )
+    if b is not None:
+        check_array(b, "b", ndim=1, dtype_like=x)
+        check_shape(b, "b", (w.shape[0],))
+
+
+def conv2d_with_columns(x, w, b=None, stride=1, padding=0):
+    """conv2d that also returns the im2col columns (C*kh*kw, N*Ho*Wo) its weight gradient needs."""
+    _check_conv_operands(x, w, b)
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    n, f = x.shape[0], w.shape[0]
+    ho, wo = conv2d_output_shape(x.shape[2:], kernel, stride, padding)
+    cols = kernels.im2col(x, kernel, stride, padding)
+    y = w.reshape(f, -1) @ cols  # (F, N*Ho*Wo): the whole convolution as one GEMM
+    y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+    if b is not None:
+        y = y + b.reshape(1, f, 1, 1)
+    return np.ascontiguousarray(y), cols
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """Cross-correlation y[n,f] = sum_c x[n,c] * w[f,c] + b[f].
+
+    x (N, C, H, W), w (F, C, kh, kw), b (F,) -> y (N, F, Ho, Wo), Ho = (H + 2p - kh) // s + 1.
+    Computed as im2col + one matrix product: y = w.reshape(F, -1) @ im2col(x).
+    """
+    y, _ = conv2d_with_columns(x, w, b, stride, padding)
+    return y
+
+
+def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
+    """The transpose (adjoint) of conv2d with the forward conv's weights w (F, C, kh, kw).
+
+    y (N, F, Hy, Wy) -> x (N, C, H, W) with H = (Hy - 1) s - 2p + kh + output_padding; b is (C,).
+    Computed as col2im(w.reshape(F, -1).T @ y): every y value stamps a scaled copy of its filter
+    onto the output, overlapping stamps add. <conv2d(x, w), y> == <x, conv_transpose2d(y, w)>.
+    """
+    check_array(y, "y", ndim=4)
+    check_array(w, "w", ndim=4, dtype_like=y)
+    if w.shape[0] != y.shape[1]:
+        raise ValueError(
+            f"channel mismatch: y has shape {y.shape} ({y.shape[1]} channels) but w has shape {w.shape}; "
+            f"conv_transpose2d takes the forward conv's w (F, C, kh, kw), so y needs F = {w.shape[0]} channels"
+        )
+    if b is not None:
+        check_array(b, "b", ndim=1, dtype_like=y)
+        check_shape(b, "b", (w.shape[1],))
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    n, f, hy, wy = y.shape
+    h, wd = conv_transpose2d_output_shape((hy, wy), kernel, stride, padding, output_padding)
+    if conv2d_output_shape((h, wd), kernel, stride, padding) != (hy, wy):
+        raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
+    y_rows = y.transpose(1, 0, 2, 3).reshape(f, n * hy * wy)
+    cols = w.reshape(f, -1).T @ y_rows  # (C*kh*kw, N*Hy*Wy)
+    x = kernels.col2im(cols, (n, w.shape[1], h, wd), kernel, stride, padding)
+    if b is not None:
+        x = x + b.reshape(1, -1, 1, 1)
+    return x
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, cols=None):
+    """Gradients of y = conv2d(x, w, b, stride, padding) given dL/dy (N, F, Ho, Wo).
+
+    dx = conv_transpose2d(dy, w)  (the transposed convolution, with output_padding to reach x's size),
+    dw = dy_rows @ im2col(x).T, db = dy summed over N, Ho, Wo.  Returns (dx, dw, db).
+    Pass `cols` (from conv2d_with_columns) to skip recomputing im2col(x).
+    """
+    _check_conv_operands(x, w, None)
+    check_array(dy, "dy", ndim=4, dtype_like=x)
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    ho, wo = conv2d_output_shape(x.shape[2:], kernel, stride, padding)
+    check_shape(dy, "dy", (x.shape[0], w.shape[0], ho, wo))
+    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding)
+    if cols is None:
+        cols = kernels.im2col(x, kernel, stride, padding)
+    dy_rows = dy.transpose(1, 0, 2, 3).reshape(w.shape[0], -1)
+    dw = (dy_rows @ cols.T).reshape(w.shape)
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
+    """dL/dx of a conv2d whose input had shape input_shape: conv_transpose2d with the right output_padding.
+
+    A strided conv maps several input sizes to one output size; output_padding = (H + 2p - kh) mod s
+    picks the one the forward pass saw (the rows it never read come back as zeros).
+    """
+    (kh, kw), (sh, sw), (ph, pw) = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    h, wd = input_shape[2:]
+    output_padding = ((h + 2 * ph - kh) % sh, (wd + 2 * pw - kw) % sw)
+    return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding)
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+
+
+def _pool_geometry(kernel_size, stride, padding):
+    """Pool geometry: stride defaults to the kernel size; padding at most half the kernel (as PyTorch)."""
+    kernel = pair(kernel_size, "kernel_size")
+    kernel, stride, padding = check_geometry(kernel, kernel if stride is None else stride, padding)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"padding must be at most half the kernel size {kernel}, got padding {padding}")
+    return kernel, stride, padding
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over each window. x (N, C, H, W) -> (y, switches), both (N, C, Ho, Wo).
+
+    switches[n, c, oh, ow] = flat index h * W + w of the maximum in x[n, c] (PyTorch's return_indices);
+    ties go to the first maximum. Max-pool is not invertible: the switches are all that survives.
+    """
+    check_array(x, "x", ndim=4)
+    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
+    conv2d_output_shape(x.shape[2:], kernel, stride, padding)  # raises if the kernel does not fit
+    return kernels.max_pool(x, kernel, stride, padding)
+
+
+def max_unpool2d(y, switches, output_size):
+    """Un-pooling: a zero (N, C, H, W) array with each y value put back at its switch (duplicates add).
+
+    This is max-pool's backward pass (route dy to the winners) and DeconvNet's un-pooling.
+    output_size: (H, W) of the pooled input.
+    """
+    check_array(y, "y", ndim=4)
+    h, w = pair(tuple(output_size), "output_size")
+    if not isinstance(switches, np.ndarray) or switches.dtype != np.int64:
+        got = switches.dtype if isinstance(switches, np.ndarray) else type(switches).__name__
+        raise TypeError(f"switches must be an int64 numpy array (from max_pool2d), got {got}")
+    check_shape(switches, "switches", y.shape)
+    if switches.size and (switches.min() < 0 or switches.max() >= h * w):
+        raise ValueError(
+            f"switches must lie in [0, {h * w}) for output_size {(h, w)}, "
+            f"got values from {switches.min()} to {switches.max()}"
+        )
+    return kernels.unpool(y, switches, (h, w))
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each window (zero padding counts, like PyTorch's count_include_pad=True).
+
+    x (N, C, H, W) -> (N, C, Ho, Wo); each channel plane is pooled on its own via im2col.
+    """
+    check_array(x, "x", ndim=4)
+    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    ho, wo = conv2d_output_shape((h, w), kernel, stride, padding)
+    cols = kernels.im2col(x.reshape(n * c, 1, h, w), kernel, stride, padding)
+    return cols.mean(axis=0).reshape(n, c, ho, wo)
+
+
+def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
+    """dL/dx of avg_pool2d: each dy spreads equally, dy / (kh*kw), over its window (col2im)."""
+    check_array(dy, "dy", ndim=4)
+    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
+    n, c, h, w = input_shape
+    check_shape(dy, "dy", (n, c) + conv2d_output_shape((h, w), kernel, stride, padding))
+    size = kernel[0] * kernel[1]
+    cols = np.repeat(dy.reshape(1, -1) / dy.dtype.type(size), size, axis=0)
+    return kernels.col2im(cols, (n * c, 1, h, w), kernel, stride, padding).reshape(n, c, h, w)
+
+
+def global_avg_pool2d(x):
+    """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each feature map."""
+    check_array(x, "x", ndim=4)
+    return x.mean(axis=(2, 3))
+
+
+def global_avg_pool2d_backward(dy, input_shape):
+    """dL/dx of global_avg_pool2d: dy[n, c] / (H*W) at every position. dy (N, C) -> (N, C, H, W)."""
+    check_array(dy, "dy", ndim=2)
+    n, c, h, w = input_shape
+    check_shape(dy, "dy", (n, c))
+    return np.broadcast_to((dy / dy.dtype.type(h * w))[:, :, None, None], (n, c, h, w)).copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# ReLU
+
+
+def relu(x):
+    """max(x, 0) elementwise."""
+    check_array(x, "x")
+    return kernels.relu(x)
+
+
+def relu_backward(dy, x, rule="gradient"):
+    """The signal that goes back through a ReLU whose forward input was x, under one of three rules.
+
+    "gradient"  dy * [x > 0]             the true derivative (saliency, training)
+    "deconvnet" max(dy, 0)               DeconvNet's un-ReLU: ignores the forward pass
+    "guided"    dy * [x > 0] * [dy > 0]  guided backpropagation: both masks
+    """
+    check_array(x, "x")
+    check_array(dy, "dy", dtype_like=x)
+    check_shape(dy, "dy", x.shape)
+    check_choice(rule, "rule", RELU_RULES)
+    return kernels.relu_backward(dy, x, rule)
+
+
+# ----------------------------------------------------------------------------------------------
+# fully connected, softmax, loss
+
+
+def linear(x, w, b=None):
+    """y = x @ w.T + b with x (N, in), w (out, in) as in PyTorch, b (out,) -> y (N, out)."""
+    check_array(x, "x", ndim=2)
+    check_array(w, "w", ndim=2, dtype_like=x)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"shape mismatch: x has shape {x.shape} ({x.shape[1]} features) but w has shape {w.shape} "
+            f"and expects {w.shape[1]} input features (w is (out, in))"
+        )
+    y = x @ w.T
+    if b is not None:
+        check_array(b, "b", ndim=1, dtype_like=x)
+        check_shape(b, "b", (w.shape[0],))
+        y += b
+    return y
+
+
+def linear_backward(dy, x, w):
+    """Gradients of y = x @ w.T + b: dx = dy @ w, dw = dy.T @ x, db = dy summed over N."""
+    check_array(x, "x", ndim=2)
+    check_array(w, "w", ndim=2, dtype_like=x)
+    check_array(dy, "dy", ndim=2, dtype_like=x)
+    check_shape(dy, "dy", (x.shape[0], w.shape[0]))
+    return dy @ w, dy.T @ x, dy.sum(axis=0)
+
+
+def log_softmax(logits):
+    """log p[n, k] = z[n, k] - log sum_j exp(z[n, j]), computed stably (shift by the max). (N, K)."""
+    check_array(logits, "logits", ndim=2)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def log_softmax_backward(dy, logits):
+    """dL/dz of log_softmax: dy - softmax(z) * sum_k dy[n, k]."""
+    check_array(dy, "dy", ndim=2, dtype_like=logits)
+    check_shape(dy, "dy", logits.shape)
+    return dy - softmax(logits) * dy.sum(axis=1, keepdims=True)
+
+
+def softmax(logits):
+    """p[n, k] = exp(z[n, k]) / sum_j exp(z[n, j]), (N, K)."""
+    return np.exp(log_softmax(logits))
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[n, labels[n]]. logits (N, K), labels (N,) int."""
+    check_array(logits, "logits", ndim=2)
+    check_labels(labels, logits.shape[0], logits.shape[1])
+    log_p = log_softmax(logits)
+    return -log_p[np.arange(len(labels)), labels].mean()
+
+
+def cross_entropy_backward(logits, labels):
+    """dL/dlogits of the mean cross-entropy: (softmax(z) - onehot(labels)) / N."""
+    check_array(logits, "logits", ndim=2)
+    check_labels(labels, logits.shape[0], logits.shape[1])
+    grad = softmax(logits)
+    grad[np.arange(len(labels)), labels] -= 1
+    return grad / logits.dtype.type(len(labels))

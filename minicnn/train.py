@@ -1,0 +1,110 @@
+"""Training: cross-entropy loss, SGD with momentum and weight decay, Adam, and a fit loop.
+
+One training step is the whole story of back-propagation:
+    scores = net.forward(x); loss = cross_entropy(scores, y)
+    net.backward(cross_entropy_backward(scores, y)); optimizer.step()
+"""
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import ops
+from .checks import check_array, check_labels
+
+
+class SGD:
+    """v <- momentum * v + (g + weight_decay * p);  p <- p - lr * v."""
+
+    def __init__(self, net, lr=0.01, momentum=0.9, weight_decay=0.0):
+        self.net, self.lr, self.momentum, self.weight_decay = net, lr, momentum, weight_decay
+        self.velocity = {name: np.zeros_like(p) for name, p in net.named_parameters().items()}
+
+    def step(self):
+        grads = self.net.named_gradients()
+        for name, param in self.net.named_parameters().items():
+            g = grads[name] + self.weight_decay * param
+            self.velocity[name] = self.momentum * self.velocity[name] + g
+            param -= (self.lr * self.velocity[name]).astype(param.dtype)
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015): bias-corrected running means of g and g^2; decoupled weight decay (AdamW)."""
+
+    def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.net, self.lr, self.betas, self.eps, self.weight_decay = net, lr, betas, eps, weight_decay
+        params = net.named_parameters()
+        self.m = {name: np.zeros_like(p) for name, p in params.items()}
+        self.v = {name: np.zeros_like(p) for name, p in params.items()}
+        self.t = 0
+
+    def step(self):
+        self.t += 1
+        b1, b2 = self.betas
+        grads = self.net.named_gradients()
+        for name, param in self.net.named_parameters().items():
+            g = grads[name]
+            self.m[name] = b1 * self.m[name] + (1 - b1) * g
+            self.v[name] = b2 * self.v[name] + (1 - b2) * g * g
+            m_hat = self.m[name] / (1 - b1 ** self.t)
+            v_hat = self.v[name] / (1 - b2 ** self.t)
+            update = m_hat / (np.sqrt(v_hat) + self.eps) + self.weight_decay * param
+            param -= (self.lr * update).astype(param.dtype)
+
+
+def train_step(net, optimizer, images, labels):
+    """One mini-batch: forward, loss, backward, update. Returns (loss, number correct)."""
+    net.zero_grad()
+    scores = net.forward(images)
+    loss = ops.cross_entropy(scores, labels)
+    net.backward(ops.cross_entropy_backward(scores, labels))
+    optimizer.step()
+    return float(loss), int((scores.argmax(axis=1) == labels).sum())
+
+
+def minibatches(images, labels, batch_size, rng=None):
+    """Yield (images, labels) mini-batches; shuffled when an rng is given."""
+    order = np.arange(len(labels)) if rng is None else rng.permutation(len(labels))
+    for start in range(0, len(order), batch_size):
+        chosen = order[start:start + batch_size]
+        yield images[chosen], labels[chosen]
+
+
+def train_epoch(net, optimizer, batches, total=None, description="train", progress=True):
+    """Train on an iterable of (images, labels) batches; returns (mean loss, accuracy)."""
+    net.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(batches, total=total, desc=description, disable=not progress, leave=False)
+    for images, labels in bar:
+        loss, right = train_step(net, optimizer, images, labels)
+        loss_sum += loss * len(labels)
+        correct += right
+        seen += len(labels)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+    net.eval()
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def predict(net, images, batch_size=256):
+    """Pre-softmax scores for any number of images, in batches (eval mode)."""
+    net.eval()
+    return np.concatenate([net.forward(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def accuracy(net, images, labels, batch_size=256):
+    """Fraction of images whose highest score is their label."""
+    return float((predict(net, images, batch_size).argmax(axis=1) == labels).mean())
+
+
+def fit(net, optimizer, images, labels, epochs, batch_size=64, seed=0, progress=True):
+    """Train for `epochs` passes over (images, labels), shuffled by np.random.default_rng(seed).
+
+    Returns a history: a list of (mean loss, training accuracy) per epoch. Same seed, same run.
+    """
+    check_array(images, "images", ndim=4)
+    check_labels(labels, images.shape[0], np.iinfo(np.int64).max)
+    rng = np.random.default_rng(seed)
+    history = []
+    steps = -(-len(labels) // batch_size)
+    for epoch in range(epochs):
+        batches = minibatches(images, labels, batch_size, rng)
+        history.append(train_epoch(net, optimizer, batches, steps, f"epoch {epoch + 1}/{epochs}", progress))
+    return history
