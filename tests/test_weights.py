@@ -1,0 +1,678 @@
+"""Tests for minicnn.weights: reading PyTorch/safetensors/npz/Keras files safely, writing npz/safetensors.
+
+torch is only the oracle: the files it writes are read by minicnn in a subprocess where
+`import torch` fails. Tests that need no torch (hand-built files, safetensors, npz, Keras) run
+without it.
+"""
+import io
+import json
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import weight_files as wf
+from minicnn import weights
+from minicnn.weights import WeightFileError, keras_flatten_to_channels_first, load_weights, save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch files written by torch, read by minicnn without torch
+# ----------------------------------------------------------------------------------------------
+
+LOAD_WITHOUT_TORCH = r"""
+import json, sys
+sys.modules["torch"] = None          # from here on, "import torch" raises ImportError
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from minicnn.weights import load_weights
+for source, target in json.loads(sys.argv[2]):
+    np.savez(target, **load_weights(source))
+try:
+    import torch
+except ImportError:
+    pass
+else:
+    raise SystemExit("torch was importable")
+"""
+
+DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "bool"]
+
+
+def oracle_state(torch, dtype_name):
+    """Tensors of several shapes, a transpose, a slice with storage offset, two views of one storage."""
+    dtype = getattr(torch, dtype_name)
+    gen = torch.Generator().manual_seed(DTYPES.index(dtype_name))
+
+    def rand(*shape):
+        if dtype == torch.bool:
+            return torch.rand(*shape, generator=gen) > 0.5
+        if dtype == torch.int64:
+            return torch.randint(-1000, 1000, shape, generator=gen)
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    base, shared = rand(5, 6), rand(12)
+    state = OrderedDict([
+        ("conv.weight", rand(4, 3, 3, 3)),
+        ("fc.weight_t", base.t()),           # non-contiguous: strides (1, 6)
+        ("fc.slice", base[1:4, 2:]),         # storage offset 8, same storage as fc.weight_t
+        ("shared.a", shared[:6].view(2, 3)),
+        ("shared.b", shared[4:]),            # overlaps shared.a in the same storage
+        ("step", rand(1).reshape(())),       # a 0-d tensor
+        ("expanded", rand(3).expand(4, 3)),  # stride (0, 1): 12 elements from a storage of 3
+        ("empty", rand(0, 3)),
+    ])
+    if dtype.is_floating_point:
+        state["param"] = torch.nn.Parameter(rand(3, 2))
+    return state
+
+
+def small_model(torch):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 2))
+
+
+def training_checkpoint(torch, model):
+    """{"model": state_dict, "optimizer": Adam state after one step, "epoch": 3}."""
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 3, 3, 3)).sum().backward()
+    optimizer.step()
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "note": "text"}
+
+
+def as_numpy(tensor):
+    """The array minicnn should return: the same values, bfloat16 widened to float32."""
+    tensor = tensor.detach()
+    return (tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor).numpy()
+
+
+@pytest.fixture(scope="module")
+def torch_round_trips(tmp_path_factory):
+    """Save every case with torch (zip and legacy), load all of them in ONE torch-free subprocess."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("torch_files")
+    cases = {name: oracle_state(torch, name) for name in DTYPES}
+    cases["pickle protocol 4"] = oracle_state(torch, "float32")
+    model = small_model(torch)
+    cases["model"] = model.state_dict()
+    cases["checkpoint"] = training_checkpoint(torch, model)
+
+    sources, loaded = {}, {}
+    for case, obj in cases.items():
+        protocol = 4 if case == "pickle protocol 4" else 2
+        for fmt in ("zip", "legacy"):
+            stem = f"{case}_{fmt}".replace(" ", "_")
+            sources[case, fmt], loaded[case, fmt] = folder / f"{stem}.pt", folder / f"{stem}.npz"
+            torch.save(obj, sources[case, fmt], _use_new_zipfile_serialization=(fmt == "zip"),
+                       pickle_protocol=protocol)
+    jobs = [(str(sources[job]), str(loaded[job])) for job in sources]
+    subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TORCH, str(REPO), json.dumps(jobs)],
+                   check=True, timeout=120)
+    return cases, sources, loaded
+
+
+def flat_expected(obj, prefix=""):
+    """The dotted names and arrays load_weights should give for a torch object."""
+    if hasattr(obj, "detach"):
+        return {prefix: as_numpy(obj)}
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return {}
+    out = {}
+    for key, value in items:
+        out.update(flat_expected(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+@pytest.mark.parametrize("case", DTYPES + ["pickle protocol 4", "model", "checkpoint"])
+def test_torch_files_load_identically_without_torch(torch_round_trips, case, fmt):
+    cases, _, loaded = torch_round_trips
+    want = flat_expected(cases[case])
+    with np.load(loaded[case, fmt]) as got:
+        assert sorted(got.files) == sorted(want)
+        for name, array in want.items():
+            assert got[name].dtype == array.dtype, name
+            assert got[name].shape == array.shape, name
+            np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
+def test_loaded_arrays_are_contiguous_copies(torch_round_trips):
+    _, sources, _ = torch_round_trips
+    state = load_weights(sources["float32", "zip"])
+    assert all(a.flags.c_contiguous and a.flags.writeable for a in state.values())
+    assert not np.shares_memory(state["fc.weight_t"], state["fc.slice"])
+
+
+def test_checkpoint_names_are_dotted_paths(torch_round_trips):
+    _, sources, _ = torch_round_trips
+    names = set(load_weights(sources["checkpoint", "legacy"]))
+    assert {"model.0.weight", "model.1.running_var", "optimizer.state.0.exp_avg"} <= names
+    assert not any(name.startswith(("epoch", "note", "optimizer.param_groups")) for name in names)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_archive_is_refused_with_advice(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "scripted.pt")
+    with pytest.raises(WeightFileError, match=r"TorchScript archive.*model\.state_dict\(\)"):
+        load_weights(tmp_path / "scripted.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# Hand-built PyTorch files (no torch needed)
+# ----------------------------------------------------------------------------------------------
+
+def test_big_endian_zip(tmp_path):
+    values = np.arange(6, dtype=">f4")
+    path = wf.write_torch_zip(tmp_path / "big.pt", wf.float_tensor_pickle(), {"0": values.tobytes()},
+                              byteorder="big")
+    got = load_weights(path)["w"]
+    np.testing.assert_array_equal(got, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert got.dtype == np.float32 and got.dtype.isnative
+
+
+def test_archive_prefix_is_found_whatever_its_name(tmp_path):
+    path = wf.write_torch_zip(tmp_path / "p.pt", wf.float_tensor_pickle(), {"0": wf.float32_bytes(range(6))},
+                              prefix="my_model_v2", byteorder=None)
+    np.testing.assert_array_equal(load_weights(path)["w"], np.arange(6).reshape(2, 3))
+
+
+def test_shared_storage_is_read_once(tmp_path, monkeypatch):
+    storage = wf.storage_id("FloatStorage", "0", 6)
+    data_pkl = wf.state_dict_pickle({
+        "a": wf.tensor(storage, 0, (2, 3), (3, 1)),
+        "b": wf.tensor(storage, 0, (3, 2), (1, 3)),   # the transpose of "a"
+    })
+    path = wf.write_torch_zip(tmp_path / "s.pt", data_pkl, {"0": wf.float32_bytes(range(6))})
+    calls = []
+    real = weights.bytes_to_array
+    monkeypatch.setattr(weights, "bytes_to_array", lambda *args: calls.append(args) or real(*args))
+    state = load_weights(path)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(state["a"], [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(state["b"], [[0, 3], [1, 4], [2, 5]])
+
+
+def test_old_rebuild_tensor_without_v2(tmp_path):
+    """torch 0.3 files call torch._utils._rebuild_tensor(storage, offset, size, stride)."""
+    args = wf.tuple_(wf.storage_id("FloatStorage", "3", 6, legacy=True), wf.integer(2),
+                     wf.tuple_(wf.integer(2), wf.integer(2)), wf.tuple_(wf.integer(1), wf.integer(2)))
+    data_pkl = wf.state_dict_pickle({"w": wf.global_("torch._utils", "_rebuild_tensor") + args + wf.REDUCE})
+    path = wf.write_bytes(tmp_path / "old.pt", wf.legacy_bytes(data_pkl, [("3", 6, wf.float32_bytes(range(6)))]))
+    np.testing.assert_array_equal(load_weights(path)["w"], [[2, 4], [3, 5]])
+
+
+def test_legacy_hand_built_with_storage_view(tmp_path):
+    """Old legacy files may describe a storage as a window (view_key, start, numel) into another."""
+    storage = (wf.tuple_(wf.text("storage"), wf.global_("torch", "FloatStorage"), wf.text("7"), wf.text("cpu"),
+                         wf.integer(8), wf.tuple_(wf.text("8"), wf.integer(2), wf.integer(4)))
+               + wf.BINPERSID)
+    data_pkl = wf.state_dict_pickle({"w": wf.tensor(storage, 0, (2, 2), (2, 1))})
+    path = wf.write_bytes(tmp_path / "l.pt", wf.legacy_bytes(data_pkl, [("7", 8, wf.float32_bytes(range(8)))]))
+    np.testing.assert_array_equal(load_weights(path)["w"], [[2, 3], [4, 5]])
+
+
+# ----------------------------------------------------------------------------------------------
+# Malicious files: refused, and nothing runs
+# ----------------------------------------------------------------------------------------------
+
+def zip_with(data_pkl, storages=None):
+    return lambda path: wf.write_torch_zip(path, data_pkl, storages or {})
+
+
+# case -> (make, message): make(marker) returns a function that writes the file at a given path;
+# the payloads would create `marker` if they ever ran.
+MALICIOUS = {
+    "os.system": (lambda m: zip_with(wf.system_payload(m)), r"refused global '(posix|os|nt)\.system'"),
+    "os.system, protocol 4 STACK_GLOBAL": (lambda m: zip_with(wf.system_payload(m, protocol=4)),
+                                          r"refused global '(posix|os|nt)\.system'"),
+    "builtins.eval": (lambda m: zip_with(wf.eval_payload(m)), r"refused global '(builtins|__builtin__)\.eval'"),
+    "INST opcode": (lambda m: zip_with(wf.inst_payload(m)), r"refused pickle opcode INST"),
+    "payload inside a state dict": (lambda m: zip_with(wf.payload_in_state_dict(m)), r"refused global 'os\.system'"),
+    "storage key ../../etc/passwd": (
+        lambda m: zip_with(wf.float_tensor_pickle(key="../../etc/passwd"), {"0": wf.float32_bytes(range(6))}),
+        r"refused storage key '\.\./\.\./etc/passwd'"),
+    "view past end of storage": (
+        lambda m: zip_with(wf.float_tensor_pickle(numel=6, size=(3, 3), stride=(3, 1)),
+                           {"0": wf.float32_bytes(range(6))}),
+        r"reads element 8, past the end of storage 0 which has 6 elements"),
+    "view past end via offset": (
+        lambda m: zip_with(wf.float_tensor_pickle(numel=6, offset=5, size=(2,), stride=(1,)),
+                           {"0": wf.float32_bytes(range(6))}),
+        r"past the end of storage 0"),
+    "call of a storage type": (
+        lambda m: zip_with(wf.PROTO_2 + wf.global_("torch", "FloatStorage") + wf.EMPTY_TUPLE + wf.REDUCE + wf.STOP),
+        r"refused call of 'torch\.FloatStorage'"),
+    "BUILD on a tensor": (
+        lambda m: zip_with(wf.state_dict_pickle({"w": wf.tensor(wf.storage_id("FloatStorage", "0", 6), 0, (6,), (1,))
+                                                 + wf.EMPTY_DICT + wf.BUILD}),
+                           {"0": wf.float32_bytes(range(6))}),
+        r"refused opcode BUILD"),
+    "legacy: payload as the object": (
+        lambda m: lambda p: wf.write_bytes(p, wf.legacy_bytes(wf.system_payload(m), [])),
+        r"refused global '(posix|os|nt)\.system'"),
+    "legacy: payload as sys_info": (
+        lambda m: lambda p: wf.write_bytes(p, wf.legacy_bytes(wf.float_tensor_pickle(legacy=True), [],
+                                                              sys_info_pkl=wf.eval_payload(m))),
+        r"refused global '(builtins|__builtin__)\.eval'"),
+    "legacy: payload as the key list": (
+        lambda m: lambda p: wf.write_bytes(p, wf.legacy_bytes(wf.float_tensor_pickle(legacy=True), [],
+                                                              keys_pkl=wf.system_payload(m))),
+        r"refused global"),
+    "a dict that contains itself": (
+        lambda m: zip_with(wf.PROTO_2 + wf.EMPTY_DICT + wf.BINPUT_0 + wf.text("a") + wf.BINGET_0 + wf.SETITEM
+                           + wf.STOP),
+        r"the container at 'a' appears twice"),
+    "expanded view of 2**26 elements from 1": (
+        lambda m: zip_with(wf.float_tensor_pickle(numel=1, size=(2**13, 2**13), stride=(0, 0)),
+                           {"0": wf.float32_bytes([1])}),
+        r"refused, so that a small file cannot ask for a huge array"),
+    "a bare malicious pickle named .pt": (lambda m: lambda p: wf.write_bytes(p, wf.system_payload(m)),
+                                          r"refused global '(posix|os|nt)\.system'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALICIOUS))
+def test_malicious_file_is_refused_and_runs_nothing(tmp_path, case):
+    make, message = MALICIOUS[case]
+    marker = tmp_path / "pwned"
+    path = make(marker)(tmp_path / "evil.pt")
+    with pytest.raises(WeightFileError, match=message) as error:
+        load_weights(path)
+    assert str(path) in str(error.value)
+    assert not marker.exists()
+
+
+def test_the_payloads_are_real(tmp_path):
+    """Sanity check of the test itself: plain pickle.loads DOES run the payload."""
+    marker = tmp_path / "pwned"
+    pickle.loads(wf.eval_payload(marker))
+    assert marker.exists()
+
+
+def test_unpickler_refuses_even_without_the_prescan(tmp_path):
+    """Defense in depth: RestrictedUnpickler.find_class refuses on its own."""
+    marker = tmp_path / "pwned"
+    for payload in (wf.system_payload(marker), wf.eval_payload(marker), wf.payload_in_state_dict(marker)):
+        with pytest.raises(Exception, match="refused global"):
+            weights.RestrictedUnpickler(io.BytesIO(payload), weights.StorageTable()).load()
+        with pytest.raises(Exception, match="refused global"):
+            weights.check_pickle_opcodes(io.BytesIO(payload))
+    assert not marker.exists()
+
+
+def test_whole_pickled_module_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+    for fmt in ("zip", "legacy"):
+        path = tmp_path / f"module_{fmt}.pt"
+        torch.save(torch.nn.Linear(2, 2), path, _use_new_zipfile_serialization=(fmt == "zip"))
+        with pytest.raises(WeightFileError, match=r"refused global 'torch\.nn\..*state_dict\(\)"):
+            load_weights(path)
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Truncated, empty, wrong magic: one clear error each
+# ----------------------------------------------------------------------------------------------
+
+def good_zip_bytes(tmp_path):
+    path = wf.write_torch_zip(tmp_path / "good.pt", wf.float_tensor_pickle(), {"0": wf.float32_bytes(range(6))})
+    return path.read_bytes()
+
+
+def good_legacy_bytes():
+    return wf.legacy_bytes(wf.float_tensor_pickle(legacy=True), [("0", 6, wf.float32_bytes(range(6)))])
+
+
+BROKEN = {
+    "empty": (lambda tmp: b"", r"empty \(0 bytes\)"),
+    "unknown magic": (lambda tmp: b"GIF89a" + bytes(100), r"unknown format"),
+    "pickle with the wrong magic number": (lambda tmp: pickle.dumps(12345, protocol=2), r"wrong magic number"),
+    "truncated zip": (lambda tmp: good_zip_bytes(tmp)[:200], r"truncated or corrupt"),
+    "truncated legacy storage": (lambda tmp: good_legacy_bytes()[:-5], r"truncated: storage 0 needs 24 bytes"),
+    "truncated legacy pickle": (lambda tmp: good_legacy_bytes()[:120], r"truncated"),
+    "legacy wrong protocol version": (
+        lambda tmp: pickle.dumps(wf.LEGACY_MAGIC, protocol=2) + pickle.dumps(1000, protocol=2),
+        r"unsupported legacy protocol version 1000"),
+    "zip storage of the wrong size": (
+        lambda tmp: wf.write_torch_zip(tmp / "w.pt", wf.float_tensor_pickle(), {"0": b"\0" * 20}).read_bytes(),
+        r"storage 0 has 20 bytes, but the pickle says 6 float32 elements \(24 bytes\)"),
+    "zip storage missing": (
+        lambda tmp: wf.write_torch_zip(tmp / "w.pt", wf.float_tensor_pickle(), {}).read_bytes(),
+        r"storage 0 is missing"),
+    "zip that is neither torch nor npz": (
+        lambda tmp: zip_bytes({"readme.txt": b"hello"}), r"neither a PyTorch checkpoint"),
+    "single .npy": (lambda tmp: npy_bytes(np.ones(3)), r"single \.npy array"),
+    "truncated safetensors": (lambda tmp: safetensors_bytes(float_header(), bytes(24))[:30], r"truncated"),
+}
+
+
+def zip_bytes(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_file_gives_one_clear_error(tmp_path, case):
+    make, message = BROKEN[case]
+    path = wf.write_bytes(tmp_path / "broken.bin", make(tmp_path))
+    with pytest.raises(WeightFileError, match=message) as error:
+        load_weights(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_missing_file_is_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "nope.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# safetensors
+# ----------------------------------------------------------------------------------------------
+
+def sample_state():
+    rng = np.random.default_rng(0)
+    return {
+        "conv.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "conv.bias": rng.standard_normal(4).astype(np.float16),
+        "fc.weight": rng.standard_normal((2, 5)),
+        "steps": np.array(7, dtype=np.int64),
+        "mask": rng.random((3, 2)) > 0.5,
+        "pixels": rng.integers(0, 255, (2, 2), dtype=np.uint8),
+        "counts": rng.integers(0, 60000, (3,), dtype=np.uint16),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+    }
+
+
+def assert_same_state(got, want):
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_safetensors_written_by_minicnn_read_by_the_package(tmp_path):
+    from safetensors.numpy import load_file
+    state = sample_state()
+    save_weights(tmp_path / "m.safetensors", state)
+    assert_same_state(load_file(str(tmp_path / "m.safetensors")), state)
+    assert_same_state(load_weights(tmp_path / "m.safetensors"), state)
+
+
+def test_safetensors_written_by_the_package_read_by_minicnn(tmp_path):
+    from safetensors.numpy import save_file
+    state = sample_state()
+    save_file(state, str(tmp_path / "p.safetensors"), metadata={"format": "np"})
+    assert_same_state(load_weights(tmp_path / "p.safetensors"), state)
+
+
+def test_safetensors_bfloat16_is_widened_exactly(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    tensor = torch.randn(3, 4, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    save_file({"w": tensor}, str(tmp_path / "b.safetensors"))
+    got = load_weights(tmp_path / "b.safetensors")["w"]
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, tensor.float().numpy())
+
+
+def safetensors_bytes(header, data):
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def float_header(**changes):
+    entry = {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}
+    entry.update(changes)
+    return {"w": entry}
+
+
+BAD_SAFETENSORS = {
+    "header over 100 MB": (struct.pack("<Q", 200_000_000) + b"{" + bytes(100), r"over the 100 MB limit"),
+    "header longer than file": (struct.pack("<Q", 5000) + b"{}" + bytes(100), r"truncated"),
+    "invalid JSON": (safetensors_bytes(b'{"w": {"dtype": ', bytes(24)), r"not valid JSON"),
+    "header not starting with {": (safetensors_bytes(b"[1, 2]", b""), r"unknown format"),
+    "unknown dtype": (safetensors_bytes(float_header(dtype="F8_E4M3"), bytes(24)), r"unsupported dtype 'F8_E4M3'"),
+    "shape disagrees with offsets": (safetensors_bytes(float_header(shape=[2, 2]), bytes(24)),
+                                     r"shape \[2, 2\] of float32 needs 16 bytes"),
+    "negative shape": (safetensors_bytes(float_header(shape=[-2, -3]), bytes(24)), r"non-negative"),
+    "offsets out of range": (safetensors_bytes(float_header(data_offsets=[8, 32]), bytes(24)),
+                             r"outside the 24 data bytes"),
+    "overlapping offsets": (
+        safetensors_bytes({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                           "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, bytes(24)),
+        r"overlap"),
+    "hole in the data": (safetensors_bytes(float_header(), bytes(32)), r"belong to no tensor"),
+    "duplicate name": (safetensors_bytes(b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+                                         b'"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', bytes(4)),
+                       r"repeats the name\(s\) \['w'\]"),
+    "metadata not strings": (safetensors_bytes({**float_header(), "__metadata__": {"epoch": 3}}, bytes(24)),
+                             r"__metadata__ must map strings to strings"),
+    "entry without shape": (safetensors_bytes({"w": {"dtype": "F32", "data_offsets": [0, 24]}}, bytes(24)),
+                            r"needs dtype, shape and data_offsets"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SAFETENSORS))
+def test_malformed_safetensors_rejected(tmp_path, case):
+    data, message = BAD_SAFETENSORS[case]
+    path = wf.write_bytes(tmp_path / "bad.safetensors", data)
+    with pytest.raises(WeightFileError, match=message):
+        load_weights(path)
+
+
+def test_safetensors_metadata_is_allowed(tmp_path):
+    path = wf.write_bytes(tmp_path / "m.safetensors", safetensors_bytes(
+        {**float_header(), "__metadata__": {"format": "pt"}}, wf.float32_bytes(range(6))))
+    np.testing.assert_array_equal(load_weights(path)["w"], np.arange(6).reshape(2, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# npz and save_weights
+# ----------------------------------------------------------------------------------------------
+
+def test_npz_round_trip(tmp_path):
+    state = sample_state()
+    state["file"] = np.ones(2)  # a name np.savez(path, **state) could not take
+    save_weights(tmp_path / "m.npz", state)
+    assert_same_state(load_weights(tmp_path / "m.npz"), state)
+    with np.load(tmp_path / "m.npz") as npz:
+        assert_same_state(dict(npz), state)
+
+
+def test_npz_with_object_array_is_refused(tmp_path):
+    np.savez(tmp_path / "o.npz", ok=np.ones(2), bad=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(WeightFileError, match=r"entry 'bad' is not a plain array"):
+        load_weights(tmp_path / "o.npz")
+
+
+def test_save_weights_checks_its_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"must end in \.npz or \.safetensors"):
+        save_weights(tmp_path / "m.pt", {"w": np.ones(2)})
+    with pytest.raises(TypeError, match=r"state\['w'\] must be a numpy.ndarray, got list"):
+        save_weights(tmp_path / "m.npz", {"w": [1.0, 2.0]})
+    with pytest.raises(TypeError, match=r"state must be a dict"):
+        save_weights(tmp_path / "m.npz", [np.ones(2)])
+    with pytest.raises(ValueError, match=r"state is empty"):
+        save_weights(tmp_path / "m.npz", {})
+    with pytest.raises(TypeError, match=r"complex128"):
+        save_weights(tmp_path / "m.safetensors", {"w": np.ones(2, dtype=complex)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras HDF5
+# ----------------------------------------------------------------------------------------------
+
+H, W, C, F, OUT, K = 6, 5, 2, 3, 4, 3   # input 6x5x2, 3 filters of 3x3, dense to 4 outputs
+
+
+def keras_arrays():
+    rng = np.random.default_rng(3)
+    flat = (H - K + 1) * (W - K + 1) * F
+    return {
+        "conv_kernel": rng.standard_normal((K, K, C, F)),   # HWIO
+        "conv_bias": rng.standard_normal(F),
+        "dense_kernel": rng.standard_normal((flat, OUT)),    # (in, out)
+        "dense_bias": rng.standard_normal(OUT),
+    }
+
+
+def write_keras_classic(path, arrays, under_model_weights, keras1_names=False):
+    """The layout of model.save_weights("x.h5") (or, under model_weights, of model.save("x.h5")).
+
+    Keras 2 names weights "conv2d/kernel:0"; Keras 1 (and keras.applications' VGG16 file)
+    "conv2d_W_1:0".
+    """
+    import h5py
+    layers = {"conv2d": {"kernel": arrays["conv_kernel"], "bias": arrays["conv_bias"]},
+              "flatten": {},
+              "dense": {"kernel": arrays["dense_kernel"], "bias": arrays["dense_bias"]}}
+    keras1 = {"kernel": "W", "bias": "b"}
+    with h5py.File(path, "w") as h5:
+        root = h5.create_group("model_weights") if under_model_weights else h5
+        root.attrs["layer_names"] = np.array([n.encode() for n in layers])
+        root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.15.0"
+        for layer, variables in layers.items():
+            group = root.create_group(layer)
+            names = [f"{layer}_{keras1[v]}_1:0" if keras1_names else f"{layer}/{v}:0" for v in variables]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
+            for name, value in zip(names, variables.values()):
+                group.create_dataset(name, data=value.astype(np.float32))
+    return path
+
+
+def write_keras3(path, arrays):
+    """The layout of Keras 3 model.save_weights("x.weights.h5"): layers/<layer>/vars/<i>."""
+    import h5py
+    with h5py.File(path, "w") as h5:
+        for layer, prefix in (("conv2d", "conv"), ("dense", "dense")):
+            group = h5.create_group(f"layers/{layer}/vars")
+            group["0"] = arrays[f"{prefix}_kernel"].astype(np.float32)
+            group["1"] = arrays[f"{prefix}_bias"].astype(np.float32)
+        h5.create_group("layers/flatten/vars")
+        h5.create_group("optimizer/vars")
+    return path
+
+
+def channels_last_forward(x, a):
+    """Keras: x is (H, W, C); conv (valid, stride 1), ReLU, Flatten in (h, w, c) order, Dense."""
+    windows = np.lib.stride_tricks.sliding_window_view(x, (K, K), axis=(0, 1))   # (h, w, c, kh, kw)
+    conv = np.einsum("hwcij,ijcf->hwf", windows, a["conv_kernel"]) + a["conv_bias"]
+    return np.maximum(conv, 0).reshape(-1) @ a["dense_kernel"] + a["dense_bias"]
+
+
+def channels_first_forward(x, state):
+    """minicnn / PyTorch: x is (C, H, W); conv with OIHW weights, Flatten in (c, h, w) order."""
+    windows = np.lib.stride_tricks.sliding_window_view(x, (K, K), axis=(1, 2))   # (c, h, w, kh, kw)
+    conv = np.einsum("chwij,fcij->fhw", windows, state["conv2d.weight"]) + state["conv2d.bias"][:, None, None]
+    dense_w = keras_flatten_to_channels_first(state["dense.weight"], F, H - K + 1, W - K + 1)
+    return dense_w @ np.maximum(conv, 0).reshape(-1) + state["dense.bias"]
+
+
+@pytest.mark.parametrize("layout", ["save_weights", "model.save", "keras1 names", "keras3"])
+def test_keras_h5_matches_channels_last_network(tmp_path, layout):
+    pytest.importorskip("h5py")
+    arrays = keras_arrays()
+    path = tmp_path / "k.h5"
+    if layout == "keras3":
+        write_keras3(path, arrays)
+    else:
+        write_keras_classic(path, arrays, under_model_weights=(layout == "model.save"),
+                            keras1_names=(layout == "keras1 names"))
+    state = {k: v.astype(np.float64) for k, v in load_weights(path).items()}
+    assert sorted(state) == ["conv2d.bias", "conv2d.weight", "dense.bias", "dense.weight"]
+    assert state["conv2d.weight"].shape == (F, C, K, K)
+    assert state["dense.weight"].shape == (OUT, (H - K + 1) * (W - K + 1) * F)
+
+    x = np.random.default_rng(4).standard_normal((H, W, C))
+    keras_arrays32 = {k: v.astype(np.float32).astype(np.float64) for k, v in arrays.items()}
+    want = channels_last_forward(x, keras_arrays32)
+    got = channels_first_forward(np.ascontiguousarray(x.transpose(2, 0, 1)), state)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("trick", ["external storage", "external link"])
+def test_keras_h5_pointing_outside_itself_is_refused(tmp_path, trick):
+    """An HDF5 dataset can take its bytes from another file: that would read a local file as weights."""
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(wf.float32_bytes(range(6)))
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["w"] = np.ones(6, dtype=np.float32)
+    with h5py.File(tmp_path / "k.h5", "w") as h5:
+        h5.attrs["layer_names"] = np.array([b"dense"])
+        group = h5.create_group("dense")
+        group.attrs["weight_names"] = np.array([b"dense/bias:0"])
+        if trick == "external storage":
+            group.create_dataset("dense/bias:0", shape=(6,), dtype="<f4", external=[(str(secret), 0, 24)])
+        else:
+            group["dense/bias:0"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/w")
+    with pytest.raises(WeightFileError, match=r"keeps its data outside this file"):
+        load_weights(tmp_path / "k.h5")
+
+
+def test_keras3_unnamed_batchnorm_is_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "bn.weights.h5", "w") as h5:
+        group = h5.create_group("layers/batch_normalization/vars")
+        for i in range(4):
+            group[str(i)] = np.ones(3, dtype=np.float32)
+    with pytest.raises(WeightFileError, match=r"'batch_normalization'.*only reads conv and dense"):
+        load_weights(tmp_path / "bn.weights.h5")
+
+
+def test_hdf5_without_keras_weights(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5["data"] = np.ones(3)
+    with pytest.raises(WeightFileError, match=r"HDF5 file without Keras weights"):
+        load_weights(tmp_path / "x.h5")
+
+
+def test_truncated_hdf5(tmp_path):
+    pytest.importorskip("h5py")
+    path = write_keras_classic(tmp_path / "k.h5", keras_arrays(), under_model_weights=False)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightFileError, match=r"k\.h5: malformed file \(OSError"):
+        load_weights(path)
+
+
+def test_keras_without_h5py_says_how_to_install(tmp_path, monkeypatch):
+    path = wf.write_bytes(tmp_path / "k.h5", b"\x89HDF\r\n\x1a\n" + bytes(100))
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"pip install h5py"):
+        load_weights(path)
+
+
+def test_keras_flatten_to_channels_first_reorders_columns():
+    channels, height, width = 2, 3, 4
+    # Column j of a Keras dense weight reads channels-last position j = (h * width + w) * channels + c.
+    keras_order = np.arange(height * width * channels, dtype=np.float64).reshape(1, -1)
+    got = keras_flatten_to_channels_first(keras_order, channels, height, width)
+    c, h, w = np.meshgrid(np.arange(channels), np.arange(height), np.arange(width), indexing="ij")
+    np.testing.assert_array_equal(got[0], ((h * width + w) * channels + c).reshape(-1))
+    with pytest.raises(ValueError, match=r"must have 2\*3\*4 = 24 columns"):
+        keras_flatten_to_channels_first(np.ones((1, 23)), channels, height, width)
