@@ -6,9 +6,10 @@
     scores = net(x)                      # pre-softmax scores, x (N, 3, 32, 32) float32
 """
 from . import ops
-from .layers import AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Layer, Linear, MaxPool2d, ReLU
+from .layers import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Layer, Linear, MaxPool2d, ReLU
 from .network import Network
 from .ops import (
+    adaptive_avg_pool2d,
     avg_pool2d,
     conv2d,
     conv2d_backward,
@@ -28,7 +29,7 @@ from .train import SGD, Adam, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "ops", "Layer", "Conv2d", "Linear", "ReLU", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
+    "ops", "Layer", "AdaptiveAvgPool2d", "Conv2d", "Linear", "ReLU", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
     "Dropout", "Network", "SGD", "Adam", "fit", "conv2d", "conv2d_backward", "conv_transpose2d",
     "max_pool2d", "max_unpool2d", "avg_pool2d", "global_avg_pool2d", "relu", "relu_backward", "linear",
     "softmax", "log_softmax", "cross_entropy",

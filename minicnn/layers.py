@@ -212,6 +212,24 @@ class GlobalAvgPool2d(Layer):
         return ops.global_avg_pool2d_backward(dy, self._recalled())
 
 
+class AdaptiveAvgPool2d(Layer):
+    """Average pooling to a fixed output_size grid whatever the input size (AlexNet 6x6, VGG 7x7)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = pair(output_size, "output_size")
+
+    def forward(self, x):
+        self._cache = x.shape
+        return ops.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.adaptive_avg_pool2d_backward(dy, self._recalled())
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W) in C-order (channel-major, as PyTorch's flatten)."""
 

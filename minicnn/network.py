@@ -11,12 +11,11 @@ So `a = net.forward(x, upto="relu3")` then `net.forward(a, after="relu3")` equal
 and backward retraces the last forward pass. The ReLU rule is chosen per backward call:
 "gradient" (true gradient), "deconvnet" (Zeiler & Fergus), "guided" (guided backpropagation).
 """
-import os
-
 import numpy as np
 
 from .checks import check_array, check_choice
 from .layers import Layer
+from .weights import load_weights, save_weights
 
 RELU_RULES = ("gradient", "deconvnet", "guided")
 
@@ -193,12 +192,9 @@ class Network:
         return self
 
     def save(self, path):
-        """Save the parameters to an .npz file (plain arrays, no pickle)."""
-        np.savez(path, **self.state_dict())
+        """Save the parameters to an .npz (or .safetensors) file: plain arrays, no pickle."""
+        save_weights(path, self.state_dict())
 
     def load(self, path):
-        """Load parameters saved by `save` (np.load with allow_pickle=False: nothing is executed)."""
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"weight file not found: {path}")
-        with np.load(path, allow_pickle=False) as archive:
-            return self.load_state_dict({key: archive[key] for key in archive.files})
+        """Load parameters from any file minicnn.weights.load_weights reads; nothing in it is executed."""
+        return self.load_state_dict(load_weights(path))

@@ -208,6 +208,42 @@ def global_avg_pool2d_backward(dy, input_shape):
     return np.broadcast_to((dy / dy.dtype.type(h * w))[:, :, None, None], (n, c, h, w)).copy()
 
 
+def adaptive_bins(size, out):
+    """PyTorch's adaptive pooling bins along one axis: bin i covers [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average over a grid of output_size bins that tile the input (bins may overlap by one).
+
+    x (N, C, H, W) -> (N, C, oh, ow). When H, W are multiples of (oh, ow) this is avg_pool2d with
+    kernel = stride = H / oh; AlexNet (6x6) and VGG (7x7) use it so that any input size works.
+    """
+    check_array(x, "x", ndim=4)
+    oh, ow = pair(tuple(output_size) if not isinstance(output_size, int) else output_size, "output_size")
+    if oh < 1 or ow < 1:
+        raise ValueError(f"output_size must be >= 1, got {(oh, ow)}")
+    y = np.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+    for i, (top, bottom) in enumerate(adaptive_bins(x.shape[2], oh)):
+        for j, (left, right) in enumerate(adaptive_bins(x.shape[3], ow)):
+            y[:, :, i, j] = x[:, :, top:bottom, left:right].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, input_shape):
+    """dL/dx of adaptive_avg_pool2d: each dy spreads equally over its bin; overlapping bins add."""
+    check_array(dy, "dy", ndim=4)
+    n, c, h, w = input_shape
+    oh, ow = dy.shape[2:]
+    check_shape(dy, "dy", (n, c, oh, ow))
+    dx = np.zeros(input_shape, dtype=dy.dtype)
+    for i, (top, bottom) in enumerate(adaptive_bins(h, oh)):
+        for j, (left, right) in enumerate(adaptive_bins(w, ow)):
+            area = dy.dtype.type((bottom - top) * (right - left))
+            dx[:, :, top:bottom, left:right] += (dy[:, :, i, j] / area)[:, :, None, None]
+    return dx
+
+
 # ----------------------------------------------------------------------------------------------
 # ReLU
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minicnn import AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from minicnn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from strategies import random_array
 
 LAYERS = {
@@ -12,6 +12,7 @@ LAYERS = {
     "relu": (lambda rng: ReLU(), (2, 3, 4, 4)),
     "maxpool": (lambda rng: MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 6)),
     "avgpool": (lambda rng: AvgPool2d((2, 3), stride=(1, 2), padding=(1, 1)), (2, 2, 5, 6)),
+    "adaptive": (lambda rng: AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5)),
     "gap": (lambda rng: GlobalAvgPool2d(), (2, 3, 4, 5)),
     "flatten": (lambda rng: Flatten(), (2, 3, 2, 2)),
     "dropout": (lambda rng: Dropout(0.5, rng=rng), (2, 3, 4, 4)),

@@ -159,3 +159,16 @@ def test_network_parameter_gradients_equal_torch():
     net.backward(ops.cross_entropy_backward(scores, labels))
     for name, grad in net.named_gradients().items():
         np.testing.assert_allclose(grad, params[name].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_loading_a_truncated_or_missing_file_gives_one_clear_error(tmp_path):
+    from minicnn.weights import WeightFileError
+    net = small_net()
+    path = tmp_path / "net.npz"
+    net.save(path)
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightFileError, match="cut.npz"):
+        net.load(tmp_path / "cut.npz")
+    with pytest.raises((FileNotFoundError, WeightFileError), match="missing.npz"):
+        net.load(tmp_path / "missing.npz")

@@ -170,3 +170,16 @@ def test_log_softmax_is_stable_for_huge_logits():
     expected = F.log_softmax(torch.tensor(logits), dim=1).numpy()
     np.testing.assert_allclose(ops.log_softmax(logits), expected)
     assert np.isfinite(ops.cross_entropy(logits, np.array([2])))
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 13), st.integers(1, 13), st.integers(1, 7),
+       st.integers(1, 7), dtypes, seeds)
+def test_adaptive_avg_pool2d_equals_torch(n, c, h, w, oh, ow, dtype, seed):
+    x = random_array(seed, (n, c, h, w), dtype)
+    tx = tensor(x, True)
+    ty = F.adaptive_avg_pool2d(tx, (oh, ow))
+    assert_close(ops.adaptive_avg_pool2d(x, (oh, ow)), ty.detach().numpy(), dtype)
+    dy = random_array(seed + 1, ty.shape, dtype)
+    ty.backward(tensor(dy))
+    assert_close(ops.adaptive_avg_pool2d_backward(dy, x.shape), tx.grad.numpy(), dtype)
