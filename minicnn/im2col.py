@@ -56,10 +56,16 @@ def max_pool(x, kernel_size, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     ho, wo = conv2d_output_shape((h, w), kernel_size, stride, padding)
     planes = x.reshape(n * c, 1, h, w)
-    padded = np.pad(planes, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
-    windows = im2col(padded, kernel_size, stride, (0, 0))  # (kh*kw, N*C*Ho*Wo)
-    nan_first = np.where(np.isnan(windows), np.inf, windows)  # argmax returns the first maximum
-    winner = np.argmax(nan_first, axis=0)
+    windows = im2col(planes, kernel_size, stride, padding)  # (kh*kw, N*C*Ho*Wo), zeros in the padding
+    inside = im2col(np.ones((1, 1, h, w), dtype=bool), kernel_size, stride, padding)  # padding: False
+    inside = np.tile(inside, (1, n * c))
+    best = np.where(inside, windows, -np.inf).max(axis=0)  # NaN if a NaN is inside the window
+    is_nan = np.isnan(windows) & inside
+    winner = np.where(
+        is_nan.any(axis=0),
+        np.argmax(is_nan, axis=0),  # the first NaN wins
+        np.argmax(inside & (windows == best), axis=0),  # else the first element equal to the maximum
+    )
     y = windows[winner, np.arange(windows.shape[1])]
     i, j = np.divmod(winner, kw)  # position of the winner inside its window
     oh, ow = np.divmod(np.arange(windows.shape[1]) % (ho * wo), wo)

@@ -1,0 +1,187 @@
+"""Time minicnn against PyTorch on the same shapes, in one process, and print the ratios.
+
+    python scripts/bench.py                 # all ops, all shapes (a)-(e), and VGG16 if available
+    python scripts/bench.py --shapes b c    # a subset
+    python scripts/bench.py --repeat 20
+
+Both libraries run on the same threads (torch.set_num_threads = the number of cores). Each time is
+the median of --repeat runs after --warmup runs. ratio = minicnn time / torch time (lower is better).
+Pooling, un-pooling and ReLU run on the convolution's output (N, F, H, W), with a 2x2 window.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from minicnn import ops
+
+SHAPES = {  # name: (N, C, F, H, W, kernel, padding)
+    "a": (32, 3, 32, 32, 32, 3, 1),
+    "b": (32, 32, 64, 16, 16, 3, 1),
+    "c": (8, 64, 64, 56, 56, 3, 1),
+    "d": (1, 3, 64, 224, 224, 3, 1),
+    "e": (1, 256, 256, 28, 28, 3, 1),
+}
+
+
+def median_ms(fn, repeat, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def minicnn_cases(x, w, dy, pooled, switches, padding):
+    return {
+        "conv2d forward": lambda: ops.conv2d(x, w, None, 1, padding),
+        "conv2d backward dx+dw": lambda: ops.conv2d_backward(dy, x, w, 1, padding),
+        "conv_transpose2d": lambda: ops.conv_transpose2d(dy, w, None, 1, padding),
+        "max_pool2d + switches": lambda: ops.max_pool2d(dy, 2),
+        "max_unpool2d": lambda: ops.max_unpool2d(pooled, switches, dy.shape[2:]),
+        "relu": lambda: ops.relu(dy),
+    }
+
+
+def torch_cases(torch, x, w, dy, pooled, switches, padding):
+    F = torch.nn.functional
+    tx, tw, tdy = torch.tensor(x), torch.tensor(w), torch.tensor(dy)
+    tpooled, tswitches = torch.tensor(pooled), torch.tensor(switches)
+    tx_grad = tx.clone().requires_grad_(True)
+    tw_grad = tw.clone().requires_grad_(True)
+
+    def conv_backward():
+        out = F.conv2d(tx_grad, tw_grad, None, 1, padding)
+        return torch.autograd.grad(out, (tx_grad, tw_grad), tdy)
+
+    def conv_backward_only():  # the backward kernels alone, without the forward pass
+        return torch.ops.aten.convolution_backward(tdy, tx, tw, None, [1, 1], [padding, padding], [1, 1],
+                                                   False, [0, 0], 1, [True, True, False])
+
+    with torch.no_grad():
+        return {
+            "conv2d forward": lambda: F.conv2d(tx, tw, None, 1, padding),
+            "conv2d backward dx+dw": conv_backward_only if hasattr(torch.ops.aten, "convolution_backward") else conv_backward,
+            "conv_transpose2d": lambda: F.conv_transpose2d(tdy, tw, None, 1, padding),
+            "max_pool2d + switches": lambda: F.max_pool2d(tdy, 2, return_indices=True),
+            "max_unpool2d": lambda: F.max_unpool2d(tpooled, tswitches, 2, output_size=tdy.shape[2:]),
+            "relu": lambda: F.relu(tdy),
+        }
+
+
+def bench_shape(name, torch, repeat, warmup):
+    n, c, f, h, wd, k, p = SHAPES[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, wd), dtype=np.float32)
+    w = rng.standard_normal((f, c, k, k), dtype=np.float32) * 0.1
+    dy = rng.standard_normal((n, f, h, wd), dtype=np.float32)
+    pooled, switches = ops.max_pool2d(dy, 2)
+    ours = minicnn_cases(x, w, dy, pooled, switches, p)
+    theirs = torch_cases(torch, x, w, dy, pooled, switches, p) if torch else {}
+    rows = []
+    for op, fn in ours.items():
+        ours_ms = median_ms(fn, repeat, warmup)
+        torch_ms = median_ms(theirs[op], repeat, warmup) if op in theirs else float("nan")
+        rows.append((op, name, ours_ms, torch_ms))
+    return rows
+
+
+def bench_vgg16(torch, repeat, warmup):
+    """VGG16 on one 224x224 image: forward, and forward + input gradient (a saliency pass)."""
+    try:
+        from minicnn.models import vgg16
+    except ImportError:
+        return []
+    net = vgg16(seed=0)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+
+    def saliency_pass():
+        scores = net.forward(x)
+        seed = np.zeros_like(scores)
+        seed[0, scores[0].argmax()] = 1
+        return net.backward(seed, param_grads=False)
+
+    rows = [("VGG16 forward", "224", median_ms(lambda: net.forward(x), repeat, warmup)),
+            ("VGG16 forward + input grad", "224", median_ms(saliency_pass, repeat, warmup))]
+    if not torch:
+        return [(op, shape, ms, float("nan")) for op, shape, ms in rows]
+    tnet = torch_vgg16(torch, net)
+    tx = torch.tensor(x)
+
+    def torch_saliency():
+        xg = tx.clone().requires_grad_(True)
+        scores = tnet(xg)
+        scores[0, scores[0].argmax()].backward()
+        return xg.grad
+
+    with torch.no_grad():
+        forward_ms = median_ms(lambda: tnet(tx), repeat, warmup)
+    saliency_ms = median_ms(torch_saliency, repeat, warmup)
+    return [(rows[0][0], "224", rows[0][2], forward_ms), (rows[1][0], "224", rows[1][2], saliency_ms)]
+
+
+def torch_vgg16(torch, net):
+    """The same VGG16 in torch, built from minicnn's layer list with its weights."""
+    from minicnn import layers as L
+    nn = torch.nn
+    modules = []
+    for name in net.names:
+        layer = net[name]
+        if isinstance(layer, L.Conv2d):
+            module = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding)
+        elif isinstance(layer, L.Linear):
+            module = nn.Linear(layer.in_features, layer.out_features)
+        elif isinstance(layer, L.ReLU):
+            module = nn.ReLU()
+        elif isinstance(layer, L.MaxPool2d):
+            module = nn.MaxPool2d(layer.kernel_size, layer.stride)
+        elif isinstance(layer, L.Flatten):
+            module = nn.Flatten()
+        elif type(layer).__name__ == "AdaptiveAvgPool2d":
+            module = nn.AdaptiveAvgPool2d(layer.output_size)
+        elif isinstance(layer, L.Dropout):
+            module = nn.Dropout(layer.p)
+        else:
+            raise TypeError(f"no torch twin for {layer!r}")
+        for key, value in layer.params.items():
+            getattr(module, key).data = torch.tensor(value)
+        modules.append(module)
+    return nn.Sequential(*modules).eval()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-vgg", action="store_true", help="skip the VGG16 rows")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count())
+    except ImportError:
+        torch = None
+        print("PyTorch is not importable: printing minicnn times only", file=sys.stderr)
+
+    start = time.perf_counter()
+    ops.conv2d(np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 1, 3, 3), np.float32))
+    ops.max_pool2d(np.zeros((1, 1, 4, 4), np.float32), 2)
+    print(f"first call (kernel compile or cache load): {time.perf_counter() - start:.2f} s")
+    print(f"{'op':28s} {'shape':>5s} {'minicnn ms':>11s} {'torch ms':>9s} {'ratio':>6s}")
+    rows = []
+    for name in args.shapes:
+        rows += bench_shape(name, torch, args.repeat, args.warmup)
+    if not args.no_vgg:
+        rows += bench_vgg16(torch, max(3, args.repeat // 3), 1)
+    for op, shape, ours_ms, torch_ms in sorted(rows, key=lambda r: (r[0], r[1])):
+        print(f"{op:28s} {shape:>5s} {ours_ms:11.2f} {torch_ms:9.2f} {ours_ms / torch_ms:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

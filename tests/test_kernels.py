@@ -1,0 +1,243 @@
+"""The Numba kernels (minicnn.kernels) hold equal to their plain NumPy twins (minicnn.im2col).
+
+Exactly equal where both compute each number the same way (im2col copies, max-pool picks, ReLU
+masks); equal to a tight relative tolerance where numbers are sums (col2im, unpool), since the two
+may add in a different order. Shapes, kernel sizes, strides, paddings and dtypes are drawn by
+hypothesis; inputs are random normals, or small integers (so that ties happen), sometimes a
+non-contiguous view.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minicnn import im2col as reference
+from minicnn import kernels
+from minicnn.shapes import conv2d_output_shape
+
+RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+FEW = settings(max_examples=40, deadline=None)
+MANY = settings(max_examples=80, deadline=None)
+
+
+@dataclass
+class Case:
+    x: np.ndarray  # (N, C, H, W), possibly a non-contiguous view
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    rng: np.random.Generator
+
+    @property
+    def geometry(self):
+        return self.kernel, self.stride, self.padding
+
+    @property
+    def out_hw(self):
+        return conv2d_output_shape(self.x.shape[2:], *self.geometry)
+
+
+@st.composite
+def cases(draw, pool=False):
+    """A random input and geometry: kernel 1-5, stride 1-3, padding 0-2 (pools: <= kernel // 2),
+    each drawn separately for height and width; an input at least as large as the kernel."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph = draw(st.integers(0, min(2, kh // 2) if pool else 2))
+    pw = draw(st.integers(0, min(2, kw // 2) if pool else 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), kh + 7))
+    w = draw(st.integers(max(1, kw - 2 * pw), kw + 7))
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        x = rng.standard_normal((n, c, h, 2 * w))
+    else:
+        x = rng.integers(-2, 3, (n, c, h, 2 * w)).astype(float)  # many ties
+    x = x.astype(dtype)
+    x = x[..., ::2] if draw(st.booleans()) else np.ascontiguousarray(x[..., :w])
+    return Case(x, (kh, kw), (sh, sw), (ph, pw), rng)
+
+
+def assert_same(got, want):
+    """Same dtype, same shape, same numbers (NaN where the other has NaN)."""
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_array_equal(got, want)
+
+
+def assert_close(got, want, dtype):
+    """Sums that may be added in another order: same dtype and shape, numbers within rtol."""
+    assert got.dtype == want.dtype == dtype
+    scale = max(1.0, float(np.abs(want).max(initial=0)))
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# im2col / col2im
+# ----------------------------------------------------------------------------------------------
+@MANY
+@given(cases())
+def test_im2col_equals_reference(case):
+    assert_same(kernels.im2col(case.x, *case.geometry), reference.im2col(case.x, *case.geometry))
+
+
+@MANY
+@given(cases())
+def test_col2im_equals_reference(case):
+    cols_shape = reference.im2col(case.x, *case.geometry).shape
+    cols = case.rng.standard_normal(cols_shape).astype(case.x.dtype)
+    got = kernels.col2im(cols, case.x.shape, *case.geometry)
+    assert_close(got, reference.col2im(cols, case.x.shape, *case.geometry), case.x.dtype)
+
+
+@FEW
+@given(cases())
+def test_im2col_col2im_adjoint(case):
+    """<im2col(x), C> = <x, col2im(C)>: col2im is the transpose of im2col (float64)."""
+    x = case.x.astype(np.float64)
+    cols = kernels.im2col(x, *case.geometry)
+    c = case.rng.standard_normal(cols.shape)
+    lhs = np.vdot(cols, c)
+    rhs = np.vdot(x, kernels.col2im(c, x.shape, *case.geometry))
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12 * np.abs(c).sum())
+
+
+def test_col2im_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="cols must have shape"):
+        kernels.col2im(np.zeros((5, 4)), (1, 1, 4, 4), (3, 3), (1, 1), (0, 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# max_pool / unpool
+# ----------------------------------------------------------------------------------------------
+@MANY
+@given(cases(pool=True))
+def test_max_pool_equals_reference(case):
+    y, switches = kernels.max_pool(case.x, *case.geometry)
+    y_ref, switches_ref = reference.max_pool(case.x, *case.geometry)
+    assert_same(y, y_ref)
+    assert_same(switches, switches_ref)
+
+
+@FEW
+@given(st.integers(1, 3), st.integers(2, 11), st.integers(2, 11), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2**32 - 1))
+def test_max_pool_2x2_fast_path_equals_reference(c, h, w, dtype, seed):
+    """Kernel 2x2, stride 2, no padding runs its own kernel; odd sizes drop the last row/column."""
+    rng = np.random.default_rng(seed)
+    for x in (rng.standard_normal((2, c, h, w)), rng.integers(-1, 2, (2, c, h, w))):
+        x = x.astype(dtype)
+        y, switches = kernels.max_pool(x, (2, 2), (2, 2), (0, 0))
+        y_ref, switches_ref = reference.max_pool(x, (2, 2), (2, 2), (0, 0))
+        assert_same(y, y_ref)
+        assert_same(switches, switches_ref)
+
+
+@FEW
+@given(cases(pool=True))
+def test_max_pool_ties_go_to_first_element_of_window(case):
+    """A constant input: every element of a window ties, so the switch is its first element
+    inside the input (padding is -inf and never wins)."""
+    x = np.full(case.x.shape, 0.5, dtype=case.x.dtype)
+    (sh, sw), (ph, pw) = case.stride, case.padding
+    ho, wo = case.out_hw
+    oh, ow = np.arange(ho)[:, None], np.arange(wo)[None, :]
+    first = np.maximum(oh * sh - ph, 0) * x.shape[3] + np.maximum(ow * sw - pw, 0)
+    for geometry in (case.geometry, ((2, 2), (2, 2), (0, 0))):
+        if geometry[0] == (2, 2) and min(x.shape[2:]) < 2:
+            continue
+        y, switches = kernels.max_pool(x, *geometry)
+        assert_same(switches, reference.max_pool(x, *geometry)[1])
+        assert np.all(y == 0.5)
+    np.testing.assert_array_equal(kernels.max_pool(x, *case.geometry)[1], np.broadcast_to(first, (*x.shape[:2], ho, wo)))
+
+
+@FEW
+@given(cases(pool=True), st.floats(0.05, 0.5))
+def test_max_pool_nan_wins(case, fraction):
+    """A NaN in a window makes the output NaN, and the switch points to the (first) NaN."""
+    x = case.x.copy()
+    x[case.rng.random(x.shape) < fraction] = np.nan
+    for geometry in (case.geometry, ((2, 2), (2, 2), (0, 0))):
+        if geometry[0] == (2, 2) and min(x.shape[2:]) < 2:
+            continue
+        y, switches = kernels.max_pool(x, *geometry)
+        y_ref, switches_ref = reference.max_pool(x, *geometry)
+        assert_same(y, y_ref)
+        assert_same(switches, switches_ref)
+        picked = np.take_along_axis(x.reshape(*x.shape[:2], -1), switches.reshape(*x.shape[:2], -1), axis=2)
+        np.testing.assert_array_equal(np.isnan(picked.reshape(y.shape)), np.isnan(y))
+
+
+def test_max_pool_edge_cases_follow_the_rule_in_kernel_and_reference():
+    """1. A window whose elements inside the input are all -inf: the switch still points inside the
+       input plane (never into the padding). 2. +inf before a NaN in a window: the NaN wins."""
+    x = np.full((1, 1, 3, 3), -np.inf)
+    for pool in (kernels.max_pool, reference.max_pool):
+        y, switches = pool(x, (3, 3), (1, 1), (1, 1))
+        assert np.all(y == -np.inf)
+        np.testing.assert_array_equal(switches[0, 0], [[0, 0, 1], [0, 0, 1], [3, 3, 4]])  # first inside
+    x = np.array([[[[np.inf, np.nan], [0.0, 1.0]]]], dtype=np.float32)
+    for pool in (kernels.max_pool, reference.max_pool):
+        for geometry, whole in ((((2, 2), (2, 2), (0, 0)), (0, 0)), (((3, 3), (1, 1), (1, 1)), (1, 1))):
+            y, switches = pool(x, *geometry)  # output `whole` sees the whole input
+            assert np.isnan(y[0, 0][whole]) and switches[0, 0][whole] == 1
+
+
+def test_max_pool_rejects_padding_over_half_the_kernel():
+    with pytest.raises(ValueError, match="at most half the kernel"):
+        kernels.max_pool(np.zeros((1, 1, 4, 4)), (2, 2), (1, 1), (0, 2))
+
+
+@MANY
+@given(cases(pool=True))
+def test_unpool_equals_reference(case):
+    """Un-pool the max-pool switches (overlapping windows share switches: those values add)."""
+    _, switches = reference.max_pool(case.x, *case.geometry)
+    dy = case.rng.standard_normal(switches.shape).astype(case.x.dtype)
+    got = kernels.unpool(dy, switches, case.x.shape[2:])
+    assert_close(got, reference.unpool(dy, switches, case.x.shape[2:]), case.x.dtype)
+    total = pytest.approx(float(dy.sum()), rel=1e-4, abs=1e-4 * float(np.abs(dy).sum()))
+    assert float(got.sum()) == total  # every value lands exactly once
+
+
+def test_unpool_rejects_switches_outside_the_plane():
+    y = np.ones((1, 1, 1, 2))
+    with pytest.raises(ValueError, match="outside the output plane"):
+        kernels.unpool(y, np.array([[[[0, 4]]]]), (2, 2))
+    with pytest.raises(ValueError, match="shape of y"):
+        kernels.unpool(y, np.array([[[[0]]]]), (2, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# relu / relu_backward
+# ----------------------------------------------------------------------------------------------
+@FEW
+@given(cases(), st.sampled_from(kernels.RELU_RULES), st.booleans())
+def test_relu_and_its_backward_rules_equal_reference(case, rule, with_nans):
+    x = case.x.copy()
+    dy = case.rng.integers(-2, 3, x.shape).astype(x.dtype)  # zeros and ties in dy as well
+    if with_nans:
+        x[case.rng.random(x.shape) < 0.2] = np.nan
+        dy[case.rng.random(x.shape) < 0.2] = np.nan
+    assert_same(kernels.relu(x), reference.relu(x))
+    assert_same(kernels.relu_backward(dy, x, rule), reference.relu_backward(dy, x, rule))
+    assert_same(kernels.relu(x[:, :, ::2]), reference.relu(x[:, :, ::2]))  # a non-contiguous view
+
+
+def test_relu_rules_by_hand():
+    """LECTURE.md section 4: an input of -2 that receives 10 back."""
+    x = np.array([-2.0, 3.0, 3.0, np.nan])
+    dy = np.array([10.0, 10.0, -10.0, 10.0])
+    np.testing.assert_array_equal(kernels.relu(x), [0.0, 3.0, 3.0, np.nan])
+    np.testing.assert_array_equal(kernels.relu_backward(dy, x, "gradient"), [0.0, 10.0, -10.0, 0.0])
+    np.testing.assert_array_equal(kernels.relu_backward(dy, x, "deconvnet"), [10.0, 10.0, 0.0, 10.0])
+    np.testing.assert_array_equal(kernels.relu_backward(dy, x, "guided"), [0.0, 10.0, 0.0, 0.0])
+
+
+def test_relu_backward_rejects_unknown_rule_and_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"\['gradient', 'deconvnet', 'guided'\].*'backprop'"):
+        kernels.relu_backward(np.ones(3), np.ones(3), "backprop")
