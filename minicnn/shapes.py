@@ -5,7 +5,10 @@ The one formula behind all of them (per spatial axis, input n, kernel k, stride 
     out = floor((n + 2p - k) / s) + 1
 
 The transposed convolution runs it backwards: n = (out - 1) s - 2p + k + output_padding.
+Receptive fields stack the same numbers layer on layer: r_l = r_{l-1} + (k_l - 1) j_{l-1}, j_l = j_{l-1} s_l.
 """
+import numbers
+from dataclasses import dataclass
 
 
 def pair(value, name):
@@ -76,3 +79,142 @@ def conv_transpose2d_output_shape(input_hw, kernel_size, stride=1, padding=0, ou
             f"stride {(sh, sw)}, padding {(ph, pw)}: the padding is too large"
         )
     return h, w
+
+
+# ----------------------------------------------------------------------------------------------
+# which input sizes give one output size (why output_padding exists)
+
+
+def _int_at_least(value, name, low):
+    """An integer >= low (Python or NumPy, e.g. from np.argmax) as a Python int, or a clear error."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def input_sizes_for_output(out, kernel, stride=1, padding=0):
+    """All input lengths n that a convolution maps to output length `out`, as a range.
+
+    floor((n + 2p - k) / s) + 1 == out  <=>  (out - 1) s + k - 2p <= n <= (out - 1) s + k - 2p + s - 1.
+    With stride s > 1 there are s such sizes (fewer if some would be < 1): the rounding down forgets
+    which one it was. A transposed convolution must be told, and output_padding = n - min(range)
+    does exactly that. Example: out 2, kernel 2, stride 2 -> range(4, 6): inputs 4 and 5 both give 2.
+    """
+    _int_at_least(out, "out", 1)
+    k, s, p = (_int_at_least(kernel, "kernel", 1), _int_at_least(stride, "stride", 1),
+               _int_at_least(padding, "padding", 0))
+    smallest = (out - 1) * s + k - 2 * p
+    return range(max(smallest, 1), max(smallest + s, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# receptive fields
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """What one unit of a layer sees of the network's input, per axis as (rows, cols) pairs.
+
+    size   side of the input box one unit sees:   r_l = r_{l-1} + (k_l - 1) j_{l-1},  r_0 = 1
+    jump   input pixels between neighbouring units (the product of the strides): j_l = j_{l-1} s_l
+    start  input coordinate of the TOP-LEFT corner of unit (0, 0)'s box:  a_l = a_{l-1} - p_l j_{l-1};
+           negative when the box reaches into the zero padding.
+    Unit (i, j) of the layer sees input rows start[0] + i*jump[0] ... start[0] + i*jump[0] + size[0] - 1
+    (and the same for columns). `center` is the middle of unit (0, 0)'s box.
+    """
+
+    name: object
+    size: tuple
+    jump: tuple
+    start: tuple
+
+    @property
+    def center(self):
+        return tuple(a + (r - 1) / 2 for a, r in zip(self.start, self.size))
+
+
+def _geometry_of_list(layers):
+    """[(kernel, stride, padding), ...] -> [(index, kernel pair, stride pair, padding pair), ...]."""
+    steps = []
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, (tuple, list)) or len(layer) != 3:
+            raise ValueError(f"layer {index} must be a (kernel, stride, padding) triple, got {layer!r}")
+        steps.append((index,) + check_geometry(*layer, name=f"kernel of layer {index}"))
+    return steps
+
+
+def _geometry_of_network(net, upto):
+    """A Network's layers up to `upto` -> [(name, kernel, stride, padding), ...].
+
+    Windowed layers (Conv2d, MaxPool2d, AvgPool2d: anything with kernel_size, stride and padding)
+    change the geometry; ReLU and Dropout act on each position alone (kernel 1, stride 1).
+    Flatten, Linear and global pooling mix all positions: a receptive field ends before them.
+    """
+    from .layers import Dropout, ReLU  # imported here: layers.py itself builds on this module
+
+    names = net.names if upto is None else net.names[: net._index(upto) + 1]
+    steps = []
+    for name in names:
+        layer = net.layers[name]
+        if all(hasattr(layer, attr) for attr in ("kernel_size", "stride", "padding")):
+            steps.append((name,) + check_geometry(layer.kernel_size, layer.stride, layer.padding))
+        elif isinstance(layer, (ReLU, Dropout)):
+            steps.append((name, (1, 1), (1, 1), (0, 0)))
+        else:
+            raise ValueError(
+                f"layer {name!r} ({type(layer).__name__}) has no receptive-field geometry (it mixes all "
+                f"positions or is unknown); pass upto= the name of a layer before it, e.g. upto={names[0]!r}"
+            )
+    return steps
+
+
+def receptive_field(layers, upto=None):
+    """Receptive field of every layer: a list of ReceptiveField(name, size, jump, start), one per layer.
+
+    `layers` is either a list of (kernel, stride, padding) triples (ints or (h, w) pairs; names are
+    the list indices) or a minicnn Network (names are layer names; `upto` stops at that layer).
+    Three stacked 3x3 convolutions at stride 1 give sizes 3, 5, 7:
+        [f.size for f in receptive_field([(3, 1, 1)] * 3)] == [(3, 3), (5, 5), (7, 7)]
+    """
+    if hasattr(layers, "names") and hasattr(layers, "layers"):
+        steps = _geometry_of_network(layers, upto)
+    elif upto is not None:
+        raise TypeError("upto= is only for a Network; slice the list of (kernel, stride, padding) instead")
+    else:
+        steps = _geometry_of_list(layers)
+    size, jump, start = (1, 1), (1, 1), (0, 0)
+    fields = []
+    for name, kernel, stride, padding in steps:
+        size = tuple(r + (k - 1) * j for r, k, j in zip(size, kernel, jump))
+        start = tuple(a - p * j for a, p, j in zip(start, padding, jump))
+        jump = tuple(j * s for j, s in zip(jump, stride))
+        fields.append(ReceptiveField(name, size, jump, start))
+    return fields
+
+
+def receptive_field_box(layer_info, i, j, input_hw):
+    """The input box seen by unit (i, j) of a layer, clipped to the image: (top, bottom, left, right).
+
+    Half-open, so `image[..., top:bottom, left:right]` is the crop (for dataset search). layer_info is
+    that layer's ReceptiveField; input_hw the (H, W) of the network's input. Unclipped, the box is
+    rows start_h + i jump_h ... + size_h - 1; the part that lies in the zero padding is cut off.
+    The box is exact (the pixels the unit's value depends on, for positive weights) when every layer has
+    padding < kernel and reads all of its input. Otherwise it can claim a few edge pixels no path
+    reaches: the last rows a strided layer's rounding down leaves unread, or, with padding >= kernel,
+    pixels "seen" only through positions of an intermediate layer that are themselves zero padding.
+    """
+    if not isinstance(layer_info, ReceptiveField):
+        raise TypeError(f"layer_info must be a ReceptiveField (from receptive_field), got {type(layer_info).__name__}")
+    i, j = _int_at_least(i, "i", 0), _int_at_least(j, "j", 0)
+    h, w = pair(tuple(input_hw), "input_hw")
+    top = layer_info.start[0] + i * layer_info.jump[0]
+    left = layer_info.start[1] + j * layer_info.jump[1]
+    box = (max(top, 0), min(top + layer_info.size[0], h), max(left, 0), min(left + layer_info.size[1], w))
+    if box[0] >= box[1] or box[2] >= box[3]:
+        raise ValueError(
+            f"unit ({i}, {j}) of layer {layer_info.name!r} sees rows {top}..{top + layer_info.size[0] - 1}, "
+            f"cols {left}..{left + layer_info.size[1] - 1}: nothing of an input of size {(h, w)}"
+        )
+    return box

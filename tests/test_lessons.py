@@ -1,0 +1,32 @@
+"""Every lesson runs top to bottom (its asserts hold) and writes its figures where it is told to.
+
+Lessons are found by glob, so a lesson added later is covered without touching this file.
+Each runs in a subprocess, as a student would run it, with `--out` a temporary folder.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LESSONS = sorted((REPO / "lessons").glob("[0-9]*.py"))
+TIMEOUT_SECONDS = 300  # generous: two shared cores, and a first run may compile the Numba kernels
+
+
+def test_there_are_lessons():
+    assert len(LESSONS) >= 5
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
+def test_lesson_runs_and_writes_figures(lesson, tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg", MINICNN_OUT=str(tmp_path / "from_env_should_not_be_used"))
+    result = subprocess.run([sys.executable, str(lesson), "--out", str(tmp_path)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert result.returncode == 0, f"{lesson.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    figures = list(tmp_path.rglob("*.png"))
+    assert figures, f"{lesson.name} wrote no PNG under {tmp_path}"
+    assert all(path.stat().st_size > 1000 for path in figures)
+    assert not (tmp_path / "from_env_should_not_be_used").exists()  # --out wins over MINICNN_OUT
+    assert not list((REPO / "lessons").glob("*.png"))  # never into the repository
