@@ -1,0 +1,213 @@
+"""The pointing game on held-out shapes images: does each method's map point at the object?
+
+    python scripts/pointing_game.py                      # 500 held-out images, trained weights
+    python scripts/pointing_game.py --n 20               # a quick run
+    python scripts/pointing_game.py --out results.md     # also write the Markdown table to a file
+    python scripts/pointing_game.py --random             # untrained weights (numbers will be low)
+
+For every image and method we take the map for the TRUE class and find its maximum. It is a hit
+when that pixel lies inside the object's mask dilated by 2 px (every pixel within 2 px in x and in y:
+a 5x5 square neighbourhood, scipy.ndimage.binary_dilation). When several pixels share the maximum
+(an occlusion heat map is flat over each stride cell) we point at the maximum pixel nearest their
+centroid; a map that is constant over the whole image points nowhere and counts as a miss.
+The centre baseline always points at the image centre.
+
+Models: CAM needs a GAP + linear head, so it runs on shapes_cam; every other method runs on
+shapes_vgg; Grad-CAM runs on both, at the ReLU after the last conv layer of each.
+Images: make_shapes(n, seed=12345), a seed never used for training.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from minicnn.data import iter_shapes  # noqa: E402
+from minicnn.models import load_pretrained, shapes_cam, shapes_vgg  # noqa: E402
+from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa: E402
+from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
+
+HELD_OUT_SEED = 12345
+TOLERANCE = 2  # pixels the mask is grown by
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=500, help="number of held-out images (default 500)")
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out images")
+    parser.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    parser.add_argument("--random", action="store_true", help="use untrained (random) weights")
+    parser.add_argument("--weights-dir", default=None, help="folder with shapes_cam.npz / shapes_vgg.npz")
+    parser.add_argument("--batch-size", type=int, default=50, help="images per batch")
+    parser.add_argument("--smooth", type=int, default=12, help="SmoothGrad: noisy copies per image")
+    parser.add_argument("--sigma", type=float, default=0.15, help="SmoothGrad: noise std / (max - min)")
+    parser.add_argument("--occlusion-size", type=int, default=12, help="occluding square's side (pixels)")
+    parser.add_argument("--occlusion-stride", type=int, default=6, help="occluding square's stride")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+def load_models(random, weights_dir):
+    """{"shapes_cam": net, "shapes_vgg": net} and a note on which weights they hold."""
+    if random:
+        return {"shapes_cam": shapes_cam(seed=0).eval(), "shapes_vgg": shapes_vgg(seed=0).eval()}, \
+            "RANDOM (untrained, seed 0): the numbers below mean nothing about the methods"
+    try:
+        models = {name: load_pretrained(name, weights_dir) for name in ("shapes_cam", "shapes_vgg")}
+    except FileNotFoundError as error:
+        print(f"WARNING: trained weights not found ({error}); falling back to RANDOM weights", file=sys.stderr)
+        return load_models(True, weights_dir)
+    where = weights_dir or "the repository's weights/"
+    return models, f"load_pretrained from {where} (checksums verified)"
+
+
+def deconvnet_method():
+    """The DeconvNet map, if minicnn.viz.search.deconvnet exists; else None and the reason."""
+    try:
+        from minicnn.viz.search import deconvnet  # written by another module's author
+    except ImportError as error:
+        return None, f"not available: {error}"
+    return deconvnet, ""
+
+
+# ----------------------------------------------------------------------------------------------
+# the methods: each maps (net, images, labels) to one (N, H, W) map per image
+
+
+def methods(args, models):
+    """[(row name, model name, map function or None, what the map is)] in table order."""
+    vgg, cam_net = models["shapes_vgg"], models["shapes_cam"]
+    vgg_layer, cam_layer = last_conv_layer(vgg), last_conv_layer(cam_net)
+    deconv, deconv_note = deconvnet_method()
+    rows = [
+        ("saliency", "shapes_vgg", lambda x, y: saliency(vgg, x, y).map, "max over channels of abs(dS/dx)"),
+        ("SmoothGrad", "shapes_vgg",
+         lambda x, y: saliency(vgg, x, y, smooth=args.smooth, sigma=args.sigma).map,
+         f"mean of {args.smooth} saliency maps, sigma {args.sigma}"),
+        ("guided backprop", "shapes_vgg", lambda x, y: guided_backprop(vgg, x, y).map, "max over channels of abs(guided signal)"),
+        ("deconvnet", "shapes_vgg",
+         None if deconv is None else (lambda x, y: deconvnet_maps(deconv, vgg, x, vgg_layer)),
+         deconv_note or f"strongest channel of {vgg_layer}, max over channels of abs(reconstruction)"),
+        ("occlusion", "shapes_vgg",
+         lambda x, y: occlusion(vgg, x, y, args.occlusion_size, args.occlusion_stride, progress=False).heatmap,
+         f"mean drop of p(class), square {args.occlusion_size}, stride {args.occlusion_stride}, mean fill"),
+        ("CAM", "shapes_cam", lambda x, y: cam(cam_net, x, y).upsampled, f"sum_k w_k A_k at {cam_layer}, bilinear"),
+        ("Grad-CAM", "shapes_cam", lambda x, y: grad_cam(cam_net, x, y, cam_layer).upsampled, f"at {cam_layer}"),
+        ("Grad-CAM", "shapes_vgg", lambda x, y: grad_cam(vgg, x, y, vgg_layer).upsampled, f"at {vgg_layer}"),
+        ("centre baseline", "-", centre_maps, "the image centre"),
+    ]
+    return rows
+
+
+def deconvnet_maps(deconvnet, net, images, layer):
+    """DeconvNet from the channel of `layer` with the largest maximum activation, per image."""
+    activations = net.forward(images, upto=layer)
+    channels = activations.max(axis=(2, 3)).argmax(axis=1)
+    maps = []
+    for image, channel in zip(images, channels):
+        result = deconvnet(net, image[None], layer, int(channel))
+        reconstruction = getattr(result, "reconstruction", result[0] if isinstance(result, tuple) else result)
+        maps.append(np.abs(np.asarray(reconstruction)).reshape(image.shape).max(axis=0))
+    return np.stack(maps)
+
+
+def centre_maps(images, labels):
+    """A map whose only maximum is the image centre pixel (H // 2, W // 2)."""
+    n, _, h, w = images.shape
+    maps = np.zeros((n, h, w))
+    maps[:, h // 2, w // 2] = 1
+    return maps
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring
+
+
+def pointed_pixel(heat):
+    """The (row, col) a (H, W) map points at: its maximum, ties broken towards the maximum pixels'
+    centroid; None for a constant map (it points nowhere)."""
+    if heat.max() == heat.min():
+        return None
+    rows, cols = np.nonzero(heat == heat.max())
+    nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    return rows[nearest], cols[nearest]
+
+
+def hits(maps, masks):
+    """(N,) bool: does each map point inside its object's mask grown by TOLERANCE pixels?"""
+    grow = np.ones((3, 3), dtype=bool)  # iterated TOLERANCE times: a (2T+1) x (2T+1) square
+    result = []
+    for heat, mask in zip(maps, masks):
+        point = pointed_pixel(heat)
+        result.append(point is not None and bool(binary_dilation(mask, grow, iterations=TOLERANCE)[point]))
+    return np.array(result)
+
+
+def play(args, models, rows):
+    """Run every method over the held-out images, batch by batch: {row index: (hits, constant maps, seconds)}."""
+    totals = {i: [0, 0, 0.0] for i, row in enumerate(rows) if row[2] is not None}
+    correct = {name: 0 for name in models}
+    for batch in iter_shapes(args.n, seed=args.seed, batch_size=args.batch_size):
+        for name, net in models.items():
+            correct[name] += int((net.forward(batch.images).argmax(axis=1) == batch.labels).sum())
+        for i in totals:
+            start = time.perf_counter()
+            maps = rows[i][2](batch.images, batch.labels)
+            totals[i][0] += int(hits(maps, batch.masks).sum())
+            totals[i][1] += sum(pointed_pixel(m) is None for m in maps)
+            totals[i][2] += time.perf_counter() - start
+        print(f"  {min(batch.indices[-1] + 1, args.n)}/{args.n} images", file=sys.stderr)
+    return totals, correct
+
+
+def markdown(args, rows, totals, correct, weights_note):
+    n = args.n
+    lines = [
+        f"Pointing game on {n} held-out shapes images (make_shapes seed {args.seed}); "
+        f"hit = the map's maximum lies in the object mask dilated by {TOLERANCE} px. Weights: {weights_note}.",
+        "Classification accuracy on these images: "
+        + ", ".join(f"{name} {100 * c / n:.1f}%" for name, c in correct.items()) + ".",
+        "",
+        "| method | model | map | pointing accuracy | hits | constant maps | seconds |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for i, (method, model, _, note) in enumerate(rows):
+        note = note.replace("|", "\\|")  # a bare | would end the table cell
+        if i not in totals:
+            lines.append(f"| {method} | {model} | {note} | n/a | n/a | n/a | n/a |")
+            continue
+        hit, constant, seconds = totals[i]
+        lines.append(f"| {method} | {model} | {note} | {100 * hit / n:.1f}% | {hit}/{n} | {constant} | {seconds:.1f} |")
+    baseline = totals[len(rows) - 1][0]
+    below = [f"{rows[i][0]} ({rows[i][1]})" for i in totals if i != len(rows) - 1 and totals[i][0] <= baseline]
+    missing = [f"{method} ({model})" for i, (method, model, _, _) in enumerate(rows) if i not in totals]
+    lines += ["", "Not above the centre baseline: " + (", ".join(below) if below else "none") + "."]
+    if missing:
+        lines.append("Not measured (method not available): " + ", ".join(missing) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.n < 1:
+        raise SystemExit(f"--n must be >= 1, got {args.n}")
+    models, weights_note = load_models(args.random, args.weights_dir)
+    rows = methods(args, models)
+    totals, correct = play(args, models, rows)
+    table = markdown(args, rows, totals, correct, weights_note)
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table)
+        print(f"table written to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
