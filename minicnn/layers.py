@@ -154,14 +154,21 @@ class ReLU(Layer):
         return ops.relu_backward(dy, self._recalled(), rule)
 
 
-class MaxPool2d(Layer):
-    """Max pooling that records its switches; backward (and DeconvNet's un-pooling) = max_unpool2d."""
+class _Pool2d(Layer):
+    """What the two window poolings share: kernel_size, stride (default: the kernel size), padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding = pair(padding, "padding")
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling that records its switches; backward (and DeconvNet's un-pooling) = max_unpool2d."""
 
     def forward(self, x):
         y, switches = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)
@@ -177,18 +184,9 @@ class MaxPool2d(Layer):
         input_hw, switches = self._recalled()
         return ops.max_unpool2d(dy, switches, input_hw)
 
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class AvgPool2d(Layer):
+class AvgPool2d(_Pool2d):
     """Average pooling over kernel_size windows (zero padding counted)."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding")
 
     def forward(self, x):
         self._cache = x.shape
@@ -196,9 +194,6 @@ class AvgPool2d(Layer):
 
     def backward(self, dy, rule="gradient", param_grads=True):
         return ops.avg_pool2d_backward(dy, self._recalled(), self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class GlobalAvgPool2d(Layer):

@@ -12,6 +12,7 @@ Same arguments, same weights: every random number comes from the seeds.
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -33,7 +34,7 @@ def cosine_lr(base_lr, epoch, epochs):
 
 
 def train_one(name, args, train_set, test_set):
-    """Train one model; returns (network, model card dict without the file hash)."""
+    """Train one model, writing the weights and model card after every epoch; returns the last card."""
     net = models.PRETRAINED[name](seed=args.seed)
     optimizer = Adam(net, lr=args.lr, weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
@@ -49,8 +50,14 @@ def train_one(name, args, train_set, test_set):
                         "train_accuracy": round(train_acc, 5), "test_accuracy": round(test_acc, 5)})
         print(f"{name} epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, train {train_acc:.4f}, "
               f"test {test_acc:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
-    seconds = time.perf_counter() - start
-    card = {
+        card = write_model(net, model_card(name, net, args, train_set, test_set, history,
+                                           time.perf_counter() - start), args.out)
+    return card
+
+
+def model_card(name, net, args, train_set, test_set, history, seconds):
+    """Everything needed to judge and reproduce the weights (the file hash is added by write_model)."""
+    return {
         "model": name,
         "architecture": repr(net),
         "parameters": int(sum(p.size for p in net.named_parameters().values())),
@@ -60,8 +67,10 @@ def train_one(name, args, train_set, test_set):
                  "distractor_probability": args.distractor},
         "training": {"optimizer": "Adam", "lr": args.lr, "schedule": "cosine per epoch",
                      "weight_decay": args.weight_decay, "batch_size": args.batch_size, "epochs": args.epochs,
-                     "init_seed": args.seed, "seconds": round(seconds, 1),
-                     "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"},
+                     "epochs_completed": len(history), "init_seed": args.seed, "seconds": round(seconds, 1),
+                     "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                     "threads": {key: os.environ.get(key, "default")
+                                 for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
         "test_accuracy": history[-1]["test_accuracy"],
         "history": history,
         "reproduce": f"python scripts/train_shapes.py --model {name} " + " ".join(
@@ -69,7 +78,6 @@ def train_one(name, args, train_set, test_set):
             if key not in ("model", "out")),
         "minicnn_version": minicnn.__version__,
     }
-    return net, card
 
 
 def write_model(net, card, out):
@@ -115,7 +123,7 @@ def main(argv=None):
     parser.add_argument("--model", nargs="+", default=list(models.PRETRAINED), choices=list(models.PRETRAINED))
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--test-size", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -131,8 +139,7 @@ def main(argv=None):
     print(f"generated {args.train_size} training and {args.test_size} test images in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
     for name in args.model:
-        net, card = train_one(name, args, train_set, test_set)
-        card = write_model(net, card, args.out)
+        card = train_one(name, args, train_set, test_set)
         print(f"{name}: test accuracy {100 * card['test_accuracy']:.2f}%, {card['training']['seconds']:.0f} s, "
               f"wrote {args.out / card['file']} ({card['bytes'] / 1e6:.2f} MB)", flush=True)
     write_readme(args.out)

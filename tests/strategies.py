@@ -42,3 +42,22 @@ def assert_close(actual, expected, dtype):
     expected = np.asarray(expected)
     scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central differences (f(x + eps e_i) - f(x - eps e_i)) / 2 eps of the scalar f() at every element of x."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        plus = f()
+        x[index] = saved - eps
+        minus = f()
+        x[index] = saved
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def relative_error(a, b):
+    """max |a - b| relative to the largest magnitude in a or b."""
+    return np.abs(a - b).max() / max(np.abs(a).max(), np.abs(b).max(), 1e-12)

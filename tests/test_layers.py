@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minicnn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
-from strategies import random_array
+from strategies import numerical_gradient, relative_error, random_array
 
 LAYERS = {
     "conv": (lambda rng: Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0), rng=rng, dtype=np.float64), (2, 3, 7, 6)),
@@ -17,23 +17,6 @@ LAYERS = {
     "flatten": (lambda rng: Flatten(), (2, 3, 2, 2)),
     "dropout": (lambda rng: Dropout(0.5, rng=rng), (2, 3, 4, 4)),
 }
-
-
-def numerical_gradient(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        plus = f()
-        x[index] = saved - eps
-        minus = f()
-        x[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def relative_error(a, b):
-    return np.abs(a - b).max() / max(np.abs(a).max(), np.abs(b).max(), 1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn import ops
-from strategies import conv_geometry, pool_geometry, random_array, seeds
+from strategies import numerical_gradient, relative_error, conv_geometry, pool_geometry, random_array, seeds
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -33,24 +33,6 @@ def test_conv_transpose_is_the_input_gradient_of_conv(geometry, seed):
     h, wd = x_shape[2:]
     output_padding = ((h + 2 * padding[0] - w_shape[2]) % stride[0], (wd + 2 * padding[1] - w_shape[3]) % stride[1])
     np.testing.assert_array_equal(dx, ops.conv_transpose2d(dy, w, None, stride, padding, output_padding))
-
-
-def numerical_gradient(f, x, eps=1e-6):
-    """Central differences of the scalar f at every element of x (float64)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        plus = f()
-        x[index] = saved - eps
-        minus = f()
-        x[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def relative_error(a, b):
-    return np.abs(a - b).max() / max(np.abs(a).max(), np.abs(b).max(), 1e-12)
 
 
 @settings(max_examples=10, deadline=None)
