@@ -1,0 +1,471 @@
+"""The `minicnn` command (also `python -m minicnn`).
+
+    minicnn tour                        every method of the lecture on the shipped shapes models,
+                                        as PNG figures and one index.html (see minicnn.tour)
+    minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
+    minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
+    minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
+
+`minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
+a weight file for another model, an unknown class) ends it with one line saying what is wrong and
+a non-zero exit status, never a Python traceback.
+"""
+import argparse
+import contextlib
+import difflib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+MODELS = ("shapes", "alexnet", "vgg16")
+METHODS = ("saliency", "occlusion", "cam", "gradcam", "guided")
+SHAPES_SIZE = 64
+REPO = Path(__file__).resolve().parent.parent
+
+
+class UserError(Exception):
+    """Something wrong with what the user gave the command; shown as one line, exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# reading images
+
+
+# Pillow modes that convert to RGB without losing meaning, and how to say what they were
+CONVERTIBLE_MODES = {
+    "L": "greyscale", "LA": "greyscale with alpha (alpha dropped)", "1": "black-and-white",
+    "P": "palette", "PA": "palette with alpha (alpha dropped)", "RGBA": "RGBA (alpha dropped)",
+    "RGBX": "RGBX", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV",
+}
+
+
+def read_image(path):
+    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]).
+
+    Greyscale, palette, RGBA and the like are converted to RGB, with a note; anything that is not an
+    image Pillow can read, or a 16/32-bit image (no faithful 8-bit RGB), is a UserError.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"image {path} not found")
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            mode = picture.mode
+            if mode not in ("RGB",) + tuple(CONVERTIBLE_MODES):
+                raise UserError(f"{path} is a {mode!r} image (16- or 32-bit or multi-band); minicnn reads 8-bit "
+                                "RGB, greyscale or RGBA images: save it as an 8-bit RGB PNG or JPEG")
+            rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+        raise UserError(f"cannot read {path} as an image ({type(error).__name__}: {error})") from None
+    notes = [] if mode == "RGB" else [f"{path.name} is {CONVERTIBLE_MODES[mode]}: converted to RGB"]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)), notes
+
+
+def resize_image(image, size):
+    """Bilinear resize of a (3, H, W) float image to (3, size, size) (the aspect ratio is not kept)."""
+    from PIL import Image
+
+    channels = [Image.fromarray(channel).resize((size, size), Image.Resampling.BILINEAR) for channel in image]
+    return np.clip(np.stack([np.asarray(channel, dtype=np.float32) for channel in channels]), 0, 1)
+
+
+def shapes_input(image, path):
+    """A (3, H, W) image -> (1, 3, 64, 64) for the shapes models, and a note if it was resized."""
+    if image.shape[1:] == (SHAPES_SIZE, SHAPES_SIZE):
+        return image[None], []
+    note = (f"{Path(path).name} is {image.shape[2]}x{image.shape[1]}: resized to {SHAPES_SIZE}x{SHAPES_SIZE} "
+            "for the shapes models (aspect ratio not kept)")
+    return resize_image(image, SHAPES_SIZE)[None], [note]
+
+
+def imagenet_input(image, mode):
+    """A (3, H, W) image -> (network input (1, 3, 224, 224), the same crop as RGB in [0, 1])."""
+    from . import imagenet
+
+    crop = imagenet.center_crop(imagenet.resize_shorter_side(image, 256), 224)
+    return imagenet.normalize(crop, mode)[None].astype(np.float32), np.clip(crop, 0, 1)[None]
+
+
+# ----------------------------------------------------------------------------------------------
+# loading networks
+
+
+def read_weight_file(path):
+    """{name: array} from any file minicnn.weights reads, or a UserError saying what is wrong."""
+    from .weights import WeightFileError, load_weights
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} not found")
+    try:
+        return load_weights(path)
+    except (WeightFileError, OSError, ImportError) as error:
+        raise UserError(f"cannot read weights from {path}: {error}") from None
+
+
+def load_shapes_models(weights=None):
+    """(shapes_cam or None, the main network) for `--model shapes`.
+
+    weights: None (the shipped weights/), a folder holding shapes_cam.npz and shapes_vgg.npz with
+    their .json model cards, or one weight file of either model (then CAM only works if it is shapes_cam).
+    """
+    if weights is None or Path(weights).is_dir():
+        return pretrained("shapes_cam", weights), pretrained("shapes_vgg", weights)
+    from . import models
+
+    state = read_weight_file(weights)
+    problems = []
+    for name, build in (("shapes_cam", models.shapes_cam), ("shapes_vgg", models.shapes_vgg)):
+        try:
+            net = build().load_state_dict(state).eval()
+        except (ValueError, TypeError) as error:
+            problems.append(f"as {name}: {error}")
+            continue
+        return (net if name == "shapes_cam" else None), net
+    raise UserError(f"{weights} does not fit the shapes models: " + " || ".join(problems))
+
+
+def pretrained(name, folder):
+    """models.load_pretrained(name, folder) with its errors turned into one-line advice."""
+    from . import models
+    from .weights import WeightFileError
+
+    where = Path(folder) if folder is not None else models.REPO_WEIGHTS_DIR
+    try:
+        return models.load_pretrained(name, folder)
+    except FileNotFoundError:
+        raise UserError(f"no trained {name} weights in {where} ({name}.npz and its model card {name}.json): "
+                        "train them with `minicnn train shapes`, or point --weights at a folder that holds "
+                        "them") from None
+    except (WeightFileError, OSError) as error:
+        raise UserError(str(error)) from None
+
+
+def load_imagenet_model(name, weights=None):
+    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe")."""
+    from . import models
+
+    if weights is None:
+        weights = models.weights_cache_dir() / f"{name}.npz"
+        if not weights.is_file():
+            raise UserError(f"no {name} weights at {weights}: get them with `python scripts/fetch_weights.py {name}` "
+                            f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
+                            "(.pth, .safetensors, .npz or Keras .h5)")
+    state = read_weight_file(weights)
+    mode = "caffe" if any(key.startswith("block1_conv1.") for key in state) else "torch"  # Keras' VGG16
+    try:
+        net = models.imagenet_model_from_state(name, state, source=str(weights))
+    except (ValueError, TypeError) as error:
+        raise UserError(str(error)) from None
+    return net.eval(), mode
+
+
+# ----------------------------------------------------------------------------------------------
+# classes, targets and methods
+
+
+def class_probabilities(scores):
+    """softmax of one image's pre-softmax scores (K,)."""
+    from .ops import softmax
+
+    return softmax(scores[None].astype(np.float64))[0]
+
+
+def top_predictions(scores, class_names, k=5):
+    """[(class name, probability), ...] of the k most probable classes of one image's scores (K,)."""
+    probabilities = class_probabilities(scores)
+    best = np.argsort(-probabilities, kind="stable")[:k]
+    return [(class_names[i], float(probabilities[i])) for i in best]
+
+
+def resolve_target(target, class_names):
+    """--target CLASS (a name, case-insensitive, or an index) -> the class index."""
+    if target.isdigit() and int(target) < len(class_names):
+        return int(target)
+    lowered = [name.lower() for name in class_names]
+    if target.lower() in lowered:
+        return lowered.index(target.lower())
+    if len(class_names) <= 20:
+        valid = ", ".join(class_names)
+        raise UserError(f"unknown class {target!r}; valid classes are: {valid} (or an index 0-{len(class_names) - 1})")
+    close = difflib.get_close_matches(target.lower(), lowered, n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(repr(class_names[lowered.index(c)]) for c in close)}? " if close else ""
+    raise UserError(f"unknown class {target!r}; {hint}valid classes are the {len(class_names)} names of "
+                    f"minicnn.imagenet.IMAGENET_CLASSES (e.g. 'tabby', 'golden retriever') or an index "
+                    f"0-{len(class_names) - 1}")
+
+
+def parse_methods(text):
+    """--methods "saliency,cam" -> ["saliency", "cam"], every name checked."""
+    methods = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"unknown method(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                        f"valid methods are: {', '.join(METHODS)}")
+    return list(dict.fromkeys(methods))
+
+
+def attribution_map(method, prepared, target):
+    """The (H, W) map of one method for the prepared image and class `target`."""
+    from .viz.attribution import guided_backprop, occlusion, saliency
+    from .viz.cam import cam, grad_cam, last_conv_layer
+
+    net, cam_net, x, occlusion_box = prepared.net, prepared.cam_net, prepared.x, prepared.occlusion_box
+    if method == "saliency":
+        return saliency(net, x, target).map[0]
+    if method == "occlusion":
+        size, stride = occlusion_box
+        return occlusion(net, x, target, size, stride).heatmap[0]
+    if method == "cam":
+        return cam(cam_net, x, target).upsampled[0]
+    if method == "gradcam":
+        return grad_cam(net, x, target, last_conv_layer(net)).upsampled[0]
+    return guided_backprop(net, x, target).map[0]
+
+
+METHOD_TITLES = {"saliency": "saliency", "occlusion": "occlusion", "cam": "CAM", "gradcam": "Grad-CAM",
+                 "guided": "guided backprop"}
+
+
+# ----------------------------------------------------------------------------------------------
+# the commands
+
+
+def note(text):
+    print(f"note: {text}", file=sys.stderr)
+
+
+class Prepared(NamedTuple):
+    """One image ready for `minicnn explain`: the networks, the input and how to show it."""
+
+    name: str              # what to call the network: "shapes_vgg", "alexnet", ...
+    net: object            # the network whose predictions are printed and most maps are made of
+    cam_net: object        # a GAP + linear network for CAM, or None
+    x: np.ndarray          # (1, 3, H, W) network input
+    display: np.ndarray    # (1, 3, H, W) the same image as RGB in [0, 1]
+    class_names: tuple
+    occlusion_box: tuple   # (size, stride) of the occluding square
+    notes: list
+
+
+def prepare_shapes(args, image):
+    from .data import CLASS_NAMES
+
+    box = occlusion_box(args, (12, 4), SHAPES_SIZE)
+    cam_net, net = load_shapes_models(args.weights)
+    x, notes = shapes_input(image, args.image)
+    name = "shapes_cam" if net is cam_net else "shapes_vgg"
+    return Prepared(name, net, cam_net, x, x, CLASS_NAMES, box, notes)
+
+
+def prepare_imagenet(args, image):
+    from .tour import class_names_for
+
+    box = occlusion_box(args, (48, 16), 224)
+    net, mode = load_imagenet_model(args.model, args.weights)
+    x, display = imagenet_input(image, mode)
+    names = class_names_for(net[net.names[-1]].params["bias"].shape[0])
+    return Prepared(args.model, net, None, x, display, names, box, [])
+
+
+def occlusion_box(args, default, side):
+    """(size, stride) of the occluding square from --occlusion-size/--occlusion-stride, checked."""
+    size = default[0] if args.occlusion_size is None else args.occlusion_size
+    stride = default[1] if args.occlusion_stride is None else args.occlusion_stride
+    if not 1 <= size <= side or stride < 1:
+        raise UserError(f"the occluding square must be 1 to {side} pixels with a stride >= 1 (the network sees "
+                        f"{side}x{side} images), got size {size}, stride {stride}")
+    return size, stride
+
+
+def explain_command(args):
+    methods = parse_methods(args.methods)
+    image, notes = read_image(args.image)
+    prepared = (prepare_shapes if args.model == "shapes" else prepare_imagenet)(args, image)
+    for text in notes + prepared.notes:
+        note(text)
+    scores = prepared.net.forward(prepared.x)[0]
+    target = resolve_target(args.target, prepared.class_names) if args.target else int(scores.argmax())
+    methods = methods_for(methods, prepared, args)
+    predictions = top_predictions(scores, prepared.class_names)
+    print(f"top-5 predictions of {prepared.name}:")
+    for rank, (name, probability) in enumerate(predictions, start=1):
+        print(f"  {rank}. {name:24s} {100 * probability:6.2f}%")
+    maps = {METHOD_TITLES[m]: attribution_map(m, prepared, target)[None] for m in methods}
+    out = Path(args.out or f"{Path(args.image).stem}_explained.png")
+    p_target = class_probabilities(scores)[target]
+    title = f"{prepared.name}: maps for class {prepared.class_names[target]!r} (p = {p_target:.3f})"
+    save_explanation(prepared.display, maps, title, out)
+    print(f"wrote {out}")
+
+
+def methods_for(methods, prepared, args):
+    """The methods to run: CAM needs a GAP + linear network; left out with a note unless asked for."""
+    if "cam" not in methods or prepared.cam_net is not None:
+        return methods
+    which = args.model if args.weights is None or args.model != "shapes" else f"the network in {args.weights}"
+    if args.methods != DEFAULT_METHODS:
+        raise UserError(f"cam needs a network ending in global average pooling + one linear layer, and {which} "
+                        "has none: use gradcam instead (it works for any network)")
+    note(f"CAM left out: {which} has no global-average-pooling + linear head (Grad-CAM works for any network)")
+    return [m for m in methods if m != "cam"]
+
+
+def save_explanation(display, maps, title, out):
+    from . import plot
+
+    fig = plot.attribution_figure(display, maps)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    try:
+        plot.save_figure(fig, out)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot write {out}: {error}") from None
+
+
+def tour_command(args):
+    from . import tour
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if args.model == "shapes":
+        if args.images:
+            raise UserError("--images is for --model alexnet|vgg16; the shapes tour generates its own images")
+        cam_net, net = load_shapes_models(args.weights)
+        subject = tour.shapes_subject(cam_net, net, tour.SHAPES_FAST if args.fast else tour.SHAPES_BUDGET)
+    else:
+        subject = imagenet_subject(args, tour)
+    started = time.perf_counter()
+    index, results = tour.run_tour(subject, out, progress=not args.quiet)
+    skipped = [r.title for r in results if r.skipped]
+    print(f"wrote {index} ({sum(len(r.items) for r in results)} figures and tables) in "
+          f"{time.perf_counter() - started:.0f} s" + (f"; not shown: {', '.join(skipped)}" if skipped else ""))
+
+
+def imagenet_subject(args, tour):
+    if not args.images:
+        raise UserError(f"--model {args.model} needs your own images: --images FILE [FILE ...]")
+    net, mode = load_imagenet_model(args.model, args.weights)
+    inputs, displays = [], []
+    for path in args.images:
+        image, notes = read_image(path)
+        for text in notes:
+            note(text)
+        x, display = imagenet_input(image, mode)
+        inputs.append(x)
+        displays.append(display)
+    budget = tour.IMAGENET_FAST if args.fast else tour.IMAGENET_BUDGET
+    return tour.imagenet_subject(args.model, net, np.concatenate(inputs), np.concatenate(displays), mode, budget)
+
+
+def script_command(script, argv, program):
+    """Run scripts/<script>'s main(argv) from the source checkout, as `program`."""
+    path = REPO / "scripts" / script
+    if not path.is_file():
+        raise UserError(f"{program} runs {path}, which is not there: it needs a source checkout of minicnn "
+                        "(git clone, then pip install -e .)")
+    spec = importlib.util.spec_from_file_location(f"minicnn_scripts_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with program_name(program):
+        return module.main(argv) or 0
+
+
+@contextlib.contextmanager
+def program_name(name):
+    """Let the script's argparse call itself `name` in its usage lines."""
+    saved = sys.argv[0]
+    sys.argv[0] = name
+    try:
+        yield
+    finally:
+        sys.argv[0] = saved
+
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+
+DEFAULT_METHODS = ",".join(METHODS)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minicnn", description="minicnn: see every number a CNN computes, and the methods that look inside one.",
+        epilog="Run `minicnn COMMAND --help` for the options of each command.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    tour = commands.add_parser(
+        "tour", help="run every method of the lecture and write a gallery (PNG figures + index.html)",
+        description="Run every visualization method of the lecture, in its order, and write the figures and one "
+                    "index.html. With no options: the shipped shapes models on freshly generated held-out images.")
+    tour.add_argument("--out", default="minicnn-tour", metavar="DIR",
+                      help="folder for the figures and index.html (default: %(default)s)")
+    tour.add_argument("--model", choices=MODELS, default="shapes", help="which network (default: %(default)s)")
+    tour.add_argument("--weights", metavar="FILE", help="shapes: a folder with shapes_cam.npz/shapes_vgg.npz and their "
+                      ".json cards, or one .npz; alexnet/vgg16: any weight file minicnn reads (.pth, .safetensors, "
+                      ".npz, Keras .h5; default: the cache of scripts/fetch_weights.py)")
+    tour.add_argument("--images", nargs="+", metavar="FILE", help="your images (alexnet/vgg16 only)")
+    tour.add_argument("--fast", action="store_true", help="a tiny tour (few images, few steps), for tests")
+    tour.add_argument("--quiet", action="store_true", help="no progress output")
+    tour.set_defaults(run=tour_command)
+
+    explain = commands.add_parser(
+        "explain", help="top-5 predictions and attribution maps for one image",
+        description="Print the top-5 predictions for IMAGE and write one figure with each method's map laid over it.")
+    explain.add_argument("image", metavar="IMAGE", help="an image file (PNG, JPEG, ...)")
+    explain.add_argument("--model", choices=MODELS, default="shapes", help="which network (default: %(default)s)")
+    explain.add_argument("--weights", metavar="FILE", help="as for `minicnn tour --weights`")
+    explain.add_argument("--target", metavar="CLASS",
+                         help="the class to explain, by name or index (default: the top-1 prediction)")
+    explain.add_argument("--methods", default=DEFAULT_METHODS,
+                         help=f"comma-separated, from {', '.join(METHODS)} (default: all; cam only for shapes)")
+    explain.add_argument("--out", metavar="FILE", help="the figure to write (default: IMAGE's name + _explained.png)")
+    explain.add_argument("--occlusion-size", type=int, metavar="PX", help="occluding square's side (default 12 / 48)")
+    explain.add_argument("--occlusion-stride", type=int, metavar="PX", help="its stride (default 4 / 16)")
+    explain.set_defaults(run=explain_command)
+
+    train = commands.add_parser(
+        "train", help="train the shapes models (runs scripts/train_shapes.py)",
+        description="`minicnn train shapes [options]` runs scripts/train_shapes.py with those options; "
+                    "`minicnn train shapes --help` lists them.")
+    train.add_argument("what", choices=["shapes"], help="what to train")
+    bench = commands.add_parser(
+        "bench", help="time minicnn against PyTorch (runs scripts/bench.py)",
+        description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
+    for command in (train, bench):
+        command.set_defaults(run=None)
+    return parser
+
+
+def main(argv=None):
+    """The console script `minicnn`; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["bench"]:
+            return script_command("bench.py", argv[1:], "minicnn bench")
+        if argv[:2] == ["train", "shapes"]:
+            return script_command("train_shapes.py", argv[2:], "minicnn train shapes")
+        args = build_parser().parse_args(argv)
+        args.run(args)
+        return 0
+    except UserError as error:
+        command = argv[0] if argv else ""
+        print(f"minicnn {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minicnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
