@@ -55,8 +55,8 @@ def held_out(index):
 # ## 1. Filters as pictures
 # A unit computes w . x + b over the patch x under it, and w . x = |w| |x| cos(theta): among patches
 # of the same length, the largest response goes to x = w / |w|. So a filter is a picture of the patch
-# it likes best -- IF x is a patch of pixels. conv1_1's 16 filters are 3 x 3 x 3: tiny colour images.
-# conv2_1's filters are 16 x 3 x 3: templates over sixteen feature maps, which are not colours.
+# it likes best -- IF x is a patch of pixels. conv1_1's filters are 3 x 3 x 3: tiny colour images.
+# conv2_1's filters are C x 3 x 3 over conv1's C feature maps, which are not colours.
 
 # %%
 title("first-layer filters are colour templates")
@@ -64,8 +64,9 @@ first, second = filters_grid(net, "conv1_1"), filters_grid(net, "conv2_1")
 print(f"conv1_1: weight {first.weight.shape} -> {len(first.tiles)} colour tiles of {first.tiles.shape[1:]}")
 print(f"conv2_1: weight {second.weight.shape} -> {second.tiles.shape[0]} x {second.tiles.shape[1]} grey tiles "
       f"of {second.tiles.shape[2:]}")
-assert first.colour and first.tiles.shape == (16, 3, 3, 3)
-assert not second.colour and second.tiles.shape == (32, 16, 3, 3)
+n_first, n_second = net["conv1_2"].out_channels, net["conv2_1"].out_channels
+assert first.colour and first.tiles.shape == (net["conv1_1"].out_channels, 3, 3, 3)
+assert not second.colour and second.tiles.shape == (n_second, n_first, 3, 3)
 
 # The template claim, checked on the trained filters: the unit-length patch w / |w| gets w . x = |w|,
 # more than any of 20000 random unit-length patches and more than any (unit-length) patch of real images.
@@ -76,20 +77,20 @@ images = make_shapes(50, seed=HELD_OUT_SEED).images.astype(np.float64)
 real_patches = np.stack([images[:, :, r:r + 3, s:s + 3].reshape(len(images), -1)
                          for r in range(0, 62, 4) for s in range(0, 62, 4)]).reshape(-1, 27)
 real_patches = real_patches / np.linalg.norm(real_patches, axis=1, keepdims=True)
-for f, w in enumerate(first.weight.reshape(16, -1).astype(np.float64)):
+for f, w in enumerate(first.weight.reshape(len(first.weight), -1).astype(np.float64)):
     norm = np.linalg.norm(w)
     assert np.isclose((w / norm) @ w, norm)
     assert (random_patches @ w).max() < norm and (real_patches @ w).max() < norm
     if f < 4:
         print(f"  filter {f}: |w| = {norm:.3f}; best random unit patch {(random_patches @ w).max():.3f}; "
               f"best real unit patch {(real_patches @ w).max():.3f}")
-print("for all 16 filters, the template w / |w| beats every random and every real patch of the same length")
+print(f"for all {len(first.weight)} filters, the template w / |w| beats every random and every real patch of the same length")
 save(filters_figure(first), OUT, "filters_conv1_1")
 save(filters_figure(second), OUT, "filters_conv2_1")
 
 # %% [markdown]
 # The grey tiles of conv2_1 are honest but useless: each row is one filter, each column its 3 x 3
-# weights over one of conv1's sixteen maps, and nothing tells us what those maps mean. To see what a
+# weights over one of conv1's maps, and nothing tells us what those maps mean. To see what a
 # deeper unit responds to we must look at the images that drive it.
 #
 # ## 2. Score a unit by its maximum, not its sum
@@ -118,13 +119,13 @@ assert (ops.relu(a).max(), ops.relu(b).max()) == (30, 0) and (a == 30).sum() == 
 
 # %%
 title("receptive fields of shapes_vgg")
-fields = {f.name: f for f in receptive_field(net, upto="pool4")}
+fields = {f.name: f for f in receptive_field(net, upto="pool3")}
 for f in fields.values():
     if not f.name.startswith("relu"):
         print(f"  {f.name:>8}: sees {f.size[0]:2d} x {f.size[1]:2d} pixels, jump {f.jump[0]:2d}, "
               f"unit (0, 0) starts at pixel {f.start[0]}")
 expected_sizes = {"conv1_1": 3, "conv1_2": 5, "pool1": 6, "conv2_1": 10, "conv2_2": 14, "pool2": 16,
-                  "conv3_1": 24, "conv3_2": 32, "pool3": 36, "pool4": 44}
+                  "conv3_1": 24, "conv3_2": 32, "pool3": 36}
 assert all(fields[name].size == (size, size) for name, size in expected_sizes.items())
 assert fields["relu2_2"].size == (14, 14) and fields["relu3_2"].size == (32, 32)
 
@@ -223,7 +224,7 @@ for layer in LAYERS:
 # %%
 title("control: dataset search at relu3_2 of an untrained shapes_vgg")
 untrained = shapes_vgg(seed=0).eval()
-control = top_patches_for_channels(untrained, held_out_stream(), "relu3_2", range(64), k=9)
+control = top_patches_for_channels(untrained, held_out_stream(), "relu3_2", range(net["conv3_2"].out_channels), k=9)
 control_purity = np.mean([purity(labels[[p.index for p in hits]])[0]
                           for hits in control.values() if hits[0].activation > 0])
 print(f"mean class purity at relu3_2: trained {mean_purity['relu3_2']:.2f}, untrained {control_purity:.2f}, "
