@@ -163,7 +163,7 @@ def image_grid(images, titles=None, path=None, ncols=None):
     return save_figure(fig, path)
 
 
-def embedding_figure(coords, images, labels, class_names, path=None, thumbnails=150, zoom=0.35, seed=0):
+def embedding_figure(coords, images, labels, class_names, path=None, thumbnails=80, zoom=0.35, seed=0):
     """A 2-D embedding (t-SNE) as a scatter coloured by label, with small thumbnails of some images.
 
     coords (N, 2); images (N, C, H, W); labels (N,) ints indexing class_names. `thumbnails` images
