@@ -61,7 +61,10 @@ def points_inside(heat, mask):
 
 # %%
 title("dp_c/dx = p_c (dS_c/dx - sum_k p_k dS_k/dx)")
-x, c = images[:1], int(labels[0])
+# the image the network is least sure of: where p_c is close to 1, both sides of the identity vanish
+confidence = ops.softmax(net.forward(images))[np.arange(len(labels)), labels]
+i = int(np.argmin(confidence))
+x, c = images[i:i + 1], int(labels[i])
 p = ops.softmax(net.forward(x))[0]
 grad_S = np.stack([saliency(net, x, k).gradient[0] for k in range(len(CLASS_NAMES))])  # (10, 3, 64, 64)
 mixed = p[c] * (grad_S[c] - np.einsum("k,kchw->chw", p, grad_S))
@@ -70,7 +73,7 @@ seed = (p[c] * (np.eye(len(p))[c] - p))[None].astype(x.dtype)  # dp_c/dS_j = p_c
 grad_p = net.backward(seed, param_grads=False)[0]
 np.testing.assert_allclose(grad_p, mixed, rtol=1e-3, atol=1e-5 * np.abs(mixed).max())
 cosine = np.vdot(grad_p, grad_S[c]) / (np.linalg.norm(grad_p) * np.linalg.norm(grad_S[c]))
-print(f"image 0 is a {CLASS_NAMES[c]}, p = {p[c]:.3f}; cosine(dp_c/dx, dS_c/dx) = {cosine:.3f}")
+print(f"image {i} is a {CLASS_NAMES[c]}, p = {p[c]:.3f}; cosine(dp_c/dx, dS_c/dx) = {cosine:.3f}")
 print("(the factor p_c in front: when p_c is near 1, p_c can hardly rise any more, S_c still can)")
 
 # %% [markdown]
@@ -96,7 +99,7 @@ assert np.mean(share_on_object) > np.mean(area_of_object), "saliency should gath
 # %%
 title("finite difference at the most salient pixel")
 net64 = load_pretrained("shapes_vgg", WEIGHTS).astype(np.float64)
-x64 = images[:1].astype(np.float64)
+x64 = x.astype(np.float64)  # the image of section 1, class c
 gradient64 = saliency(net64, x64, c).gradient
 pixel = np.unravel_index(np.argmax(np.abs(gradient64)), gradient64.shape)
 eps = 1e-5
