@@ -10,6 +10,9 @@ Rows are ordered (c, i, j), exactly like w.reshape(F, C*kh*kw); columns are orde
 col2im is the adjoint (transpose) of im2col: it adds every column back onto the window it came from,
 so overlapping windows sum, and the padding is cropped away.
 
+conv2d, conv2d_weight_grad and conv_transpose2d below are the convolution written with im2col
+(col2im) and one matrix product; minicnn.kernels computes the same numbers tile by tile (im2col_tile is one tile).
+
 minicnn.kernels holds Numba versions with the same signatures; tests hold the two equal.
 """
 import numpy as np
@@ -43,6 +46,39 @@ def col2im(cols, input_shape, kernel_size, stride, padding):
         for j in range(kw):
             x_padded[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw] += cols[:, i, j].transpose(1, 0, 2, 3)
     return x_padded[:, :, ph : ph + h, pw : pw + w].copy()
+
+
+def im2col_tile(x, sample, rows, kernel_size, stride, padding):
+    """The columns of one sample, output rows [start, stop) only: (C*kh*kw, (stop - start)*Wo)."""
+    start, stop = rows
+    wo = conv2d_output_shape(x.shape[2:], kernel_size, stride, padding)[1]
+    return im2col(x[sample : sample + 1], kernel_size, stride, padding)[:, start * wo : stop * wo]
+
+
+def conv2d(x, w, b, stride, padding):
+    """y = w.reshape(F, -1) @ im2col(x) (+ b), as (N, F, Ho, Wo): the whole convolution as one GEMM."""
+    n, f = x.shape[0], w.shape[0]
+    ho, wo = conv2d_output_shape(x.shape[2:], w.shape[2:], stride, padding)
+    y = w.reshape(f, -1) @ im2col(x, w.shape[2:], stride, padding)  # (F, N*Ho*Wo), columns (n, oh, ow)
+    y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(y if b is None else y + b.reshape(1, f, 1, 1))
+
+
+def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
+    """dw = dy_rows @ im2col(x).T as (F, C, kh, kw), where dy_rows (F, N*Ho*Wo) is dy with its
+    columns in im2col's (n, oh, ow) order: every weight meets every input it touched."""
+    f = dy.shape[1]
+    dy_rows = dy.transpose(1, 0, 2, 3).reshape(f, -1)
+    return (dy_rows @ im2col(x, kernel_size, stride, padding).T).reshape(f, x.shape[1], *kernel_size)
+
+
+def conv_transpose2d(y, w, b, output_hw, stride, padding):
+    """x = col2im(w.reshape(F, -1).T @ y_rows) (+ b), with (H, W) = output_hw: the adjoint of conv2d."""
+    n, f = y.shape[:2]
+    c, kernel = w.shape[1], w.shape[2:]
+    y_rows = y.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*Ho*Wo), columns (n, oh, ow)
+    x = col2im(w.reshape(f, -1).T @ y_rows, (n, c, *output_hw), kernel, stride, padding)
+    return x if b is None else x + b.reshape(1, c, 1, 1)
 
 
 def max_pool(x, kernel_size, stride, padding):

@@ -1,4 +1,5 @@
-"""The six hot loops of the engine as Numba kernels: im2col, col2im, max_pool, unpool, relu, relu_backward.
+"""The hot loops of the engine as Numba kernels: the convolution (forward, weight gradient and
+transposed, computed in tiles), im2col, col2im, max_pool, unpool, relu, relu_backward.
 
 Each public function here has the same signature and gives the same result as its plain NumPy twin
 in minicnn.im2col (the readable reference); tests/test_kernels.py holds the two equal. The NumPy
@@ -14,7 +15,20 @@ Every kernel is split in two:
   - an `_underscore` kernel that takes only arrays and plain ints.
 
 Parallel loops never let two iterations write the same element (a "race"): im2col gives each
-iteration its own output row; col2im, max_pool and unpool give each iteration its own (n, c) plane.
+iteration its own output row; col2im, max_pool and unpool give each iteration its own (n, c) plane;
+the tiled convolution kernels give each thread its own tiles of the output (the weight gradient:
+its own partial sum).
+
+The convolution kernels (conv2d, conv2d_weight_grad, conv_transpose2d) compute what im2col + one
+matrix product computes (their twins in minicnn.im2col say exactly that), but one small tile at a
+time, so that the im2col columns never exist all at once: see the section "convolution in tiles".
+Against the first design (im2col of the whole batch, then one multi-threaded GEMM), measured on
+the 2-core machine, single-threaded CPU time per call (robust on a loaded machine):
+    shape (b) N=32 32->64 16x16  forward 5.1 -> 3.3 ms, backward dx+dw 11.8 -> 6.8 ms
+    shape (c) N=8 64->64 56x56   forward 57 -> 21 ms,   backward 91 -> 41 ms
+    N=64 16->16 64x64 (a shapes_vgg layer): forward 131 -> 21 ms, backward 197 -> 51 ms
+(the first design's numbers include page faults on its large fresh arrays, trap 2 below; torch,
+also on one thread: 2.1 / 4.4, 18 / 38, 32 / 56 ms).
 
 Threading: this module selects Numba's `workqueue` threading layer (unless NUMBA_THREADING_LAYER
 is set in the environment). The default here would be OpenMP (GNU libgomp), whose worker threads
@@ -28,16 +42,31 @@ and for shape (e) (N=1, 256->256, 28x28): 8.5-12 ms, 5.1 ms, 4.6-5.6 ms. Both fi
 workqueue is chosen because it is local to Numba: OMP_WAIT_POLICY would have to be in the
 environment before any library loads libgomp, and it would also change every other OpenMP user in
 the process (PyTorch too). The price: waking workqueue's sleeping threads costs ~0.15 ms per
-parallel call (spinning OpenMP: ~3 us; passive OpenMP: ~0.08 ms), which only matters for tiny
-arrays. Caveats: workqueue does not allow two Python threads to run kernels at the same time, and
-the choice is global to Numba in this process and must come before the first parallel call
-anywhere (after that the layer is fixed).
+parallel call (spinning OpenMP: ~3 us; passive OpenMP: ~0.08 ms; measured again later: 0.02 ms
+at best, 0.08-0.14 ms typically), which only matters for small arrays (see SERIAL_BELOW).
+Caveats: workqueue does not allow two Python threads to run kernels at the same time, and the
+choice is global to Numba in this process and must come before the first parallel call anywhere
+(after that the layer is fixed).
+Measured again with the tiled convolution kernels (quiet machine, scripts/bench.py): workqueue's
+sleeping threads sometimes do not run at the same time (a parallel loop of two 1 ms halves took
+1.1-1.3 ms in most calls, 2.4-2.6 ms in one call of five; OpenMP: always 1.1-1.3 ms), which
+leaves shapes (b) and (e) at 1.6-2.5x torch and relu at 2-3x, where NUMBA_THREADING_LAYER=omp
+gives 1.3-1.6x and relu 0.8-1.0x. But with OpenMP, trap 1 is back wherever NumPy's BLAS follows
+a kernel: linear(64x4096 @ 4096x128) right after a conv took 0.66 ms median with workqueue, 2.8 ms
+(max 15 ms) with OpenMP; and GNU OpenMP is not fork-safe. workqueue stays the default; set
+NUMBA_THREADING_LAYER=omp to trade.
 
-Page faults (trap 2), measured, not handled here: each call returns a fresh array, and glibc hands
-big blocks back to the OS after use, so the next call faults them in again: im2col for shape (c)
-(N=8, 64 channels, 56x56, k3; 58 MB of columns) takes ~21 ms, but ~7 ms when glibc is told to keep
-freed memory (mallopt M_MMAP_THRESHOLD / M_TRIM_THRESHOLD). relu on 6 MB is ~2x slower than torch
-for the same reason.
+BLAS inside kernels: np.dot in a Numba kernel calls SciPy's OpenBLAS (not NumPy's). The tiled
+kernels run one tile per thread, so that BLAS must run single-threaded: _blas_for_tiles sets it so
+(trap 4). NumPy's own BLAS (`@` outside the kernels) keeps its threads.
+
+Page faults (trap 2): each call returns a fresh array, and glibc hands blocks larger than 32 MB
+(its largest dynamic mmap threshold) back to the OS after use, so the next call faults them in
+again at ~5 GB/s: the whole-batch im2col for shape (c) (58 MB of columns) took ~24 ms of CPU, 9 ms
+with mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) keeping freed memory. The tiled kernels never
+make such arrays (their buffers are a few hundred kB per thread), and smaller arrays are reused by
+glibc without faults after the first call (relu on 6.4 MB or 16.8 MB: the same time with and
+without mallopt), so minicnn does not change glibc's settings.
 """
 import os
 
@@ -176,6 +205,412 @@ def col2im(cols, input_shape, kernel_size, stride, padding):
 
 
 # ---------------------------------------------------------------------------------------------
+# convolution in tiles: im2col, matrix product and store, one small tile at a time
+# ---------------------------------------------------------------------------------------------
+# im2col(x) followed by one big GEMM is the clearest way to write a convolution, but the columns
+# are C*kh*kw times larger than x (151 MB for a 16->16 3x3 conv of 64 images of 64x64) and travel
+# through memory twice. The kernels below compute the same numbers tile by tile: a tile is one
+# sample and a band of output rows (see _tile_columns, _bands); its columns are built in a buffer
+# that stays in the core's cache, multiplied by the weights right away, and stored into y. One
+# parallel loop hands each thread its own tiles and buffers, so only one thread pool is ever
+# busy: BLAS runs single-threaded inside (see _blas_for_tiles).
+
+TILE_COLUMNS = 256  # output positions per tile (at most), see _bands; more for small weights:
+SMALL_GEMM = 10**6  # multiply-adds up to which OpenBLAS uses its kernel for small matrices, see _tile_columns
+
+
+@njit(cache=True)
+def _same_width_run(b, c, ch, h, w, i, j, ph, pw, oh0, top, bottom, first, last):
+    """For a conv with stride 1 that keeps the width (Wo = W: "same" padding), the taps (i, j)
+    of output rows top..bottom-1 are one run of consecutive numbers in x, and fill one run of
+    consecutive places in the tile's row (c*kh*kw + i*kw + j): so they can move as one long copy
+    instead of bottom - top short ones (for 16x16 images: 3x faster). Returns (start in the tile
+    row, start in x_flat, length); the run goes from the first tap inside x in the top row to the
+    last one in the bottom row. The places whose taps fall in the left/right padding (columns
+    outside [first, last)) receive numbers from the neighbouring x row: _zero_outside clears them.
+    """
+    d = (top - oh0) * w + first
+    s = ((b * c + ch) * h + top + i - ph) * w + first + j - pw
+    length = (bottom - top) * w - first - (w - last)
+    return d, s, length
+
+
+@njit(cache=True)
+def _zero_outside(row, start, stop, wo, first, last):
+    """row[start:stop] holds output rows of Wo places each: zero the places outside [first, last) in each."""
+    for d in range(start, stop, wo):
+        for q in range(first):
+            row[d + q] = 0
+        for q in range(last, wo):
+            row[d + q] = 0
+
+
+@njit(cache=True)
+def _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols):
+    """The im2col columns of sample b, output rows oh0 <= oh < oh1 only: cols (C*kh*kw, (oh1-oh0)*Wo).
+
+    The same numbers as im2col(x[b:b+1])[:, oh0*Wo : oh1*Wo], written into a small buffer. Serial:
+    each thread fills its own tiles. x must be C-contiguous. Three things make it fast on small
+    images, where rows are short (each measured; together, for shape (b): 4.1 -> 0.4 ms per batch):
+    the window offset (i, j) is the outer loop and the channel the inner one, so that _valid_range
+    runs 2*kh*kw times per tile instead of twice per row; a "same" conv copies whole bands at once
+    (_same_width_run); other short rows are copied by a plain loop, since the vectorised
+    _copy_into only pays off from a few dozen numbers on.
+    """
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    x_flat = x.reshape(-1)  # x[b, ch, r, q] = x_flat[((b*C + ch)*H + r)*W + q]
+    for i in range(kh):
+        top, bottom = _valid_range(i, sh, ph, h, oh1)  # output rows whose tap row is inside x ...
+        top = min(max(top, oh0), oh1)  # ... and inside this tile
+        bottom = min(max(bottom, top), oh1)
+        for j in range(kw):
+            first, last = _valid_range(j, sw, pw, w, wo)  # output columns whose tap is inside x
+            first, last = min(first, wo), min(last, wo)
+            for ch in range(c):
+                row = cols[(ch * kh + i) * kw + j]
+                row[: (top - oh0) * wo] = 0  # windows whose tap lies in the top padding
+                row[(bottom - oh0) * wo :] = 0  # ... in the bottom padding
+                if sh == 1 and sw == 1 and wo == w and top < bottom and first < last:  # see _same_width_run
+                    d, s, length = _same_width_run(b, c, ch, h, w, i, j, ph, pw, oh0, top, bottom, first, last)
+                    _copy_into(row[d : d + length], x_flat[s : s + length])
+                    _zero_outside(row, (top - oh0) * wo, (bottom - oh0) * wo, wo, first, last)
+                    continue
+                for oh in range(top, bottom):
+                    d = (oh - oh0) * wo  # where output row oh starts in this tile
+                    s = ((b * c + ch) * h + oh * sh + i - ph) * w + first * sw + j - pw  # its first tap
+                    for q in range(first):  # taps in the left padding
+                        row[d + q] = 0
+                    for q in range(last, wo):  # ... in the right padding
+                        row[d + q] = 0
+                    if sw == 1 and last - first >= 32:
+                        _copy_into(row[d + first : d + last], x_flat[s : s + last - first])
+                    else:
+                        for q in range(last - first):
+                            row[d + first + q] = x_flat[s + q * sw]
+
+
+@njit(cache=True)
+def _tile_rows(tile, bands, ho):
+    """Tile number -> (sample, first output row, stop row): each sample is cut into `bands` bands
+    of output rows, band k covering rows k*Ho//bands to (k+1)*Ho//bands."""
+    b, band = tile // bands, tile % bands
+    return b, band * ho // bands, (band + 1) * ho // bands
+
+
+@njit(cache=True)
+def _conv2d_tile(x, w2d, bias, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, product, y):
+    """One tile of conv2d: y[b, :, oh0:oh1, :] = w2d @ (the tile's im2col columns) + bias.
+
+    A serial function of contiguous arrays, so that np.dot hands them to BLAS without copying
+    (inside a parallel loop, slices lose the knowledge that they are contiguous)."""
+    _, f, ho, wo = y.shape
+    _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
+    np.dot(w2d, cols, product)  # (F, C*kh*kw) @ (C*kh*kw, m) -> (F, m), one BLAS call
+    y_flat = y.reshape(-1)
+    m = product.shape[1]
+    for g in range(f):  # y[b, g, oh0:oh1, :] is m consecutive numbers of y
+        start = ((b * f + g) * ho + oh0) * wo
+        _add_bias_into(y_flat[start : start + m], product[g], bias[g])
+
+
+@njit(cache=True)
+def _add_bias_into(dst, src, bias):
+    """dst[k] = src[k] + bias for all k (1D arrays of one length); a loop from 0, vectorised."""
+    for k in range(src.size):
+        dst[k] = src[k] + bias
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, threads):
+    """The loops of conv2d (see there): x (N, C, H, W), w2d (F, C*kh*kw), bias (F,) -> y (N, F, Ho, Wo)."""
+    n = x.shape[0]
+    f, k = w2d.shape
+    y = np.empty((n, f, ho, wo), dtype=x.dtype)
+    most = -(-ho // bands) * wo  # columns of the largest tile
+    for t in prange(threads):  # one iteration per thread, with its own buffers
+        cols_buffer = np.empty(k * most, dtype=x.dtype)
+        product_buffer = np.empty(f * most, dtype=x.dtype)
+        for tile in range(t, n * bands, threads):  # tiles t, t + threads, ...: each writes its own part of y
+            b, oh0, oh1 = _tile_rows(tile, bands, ho)
+            m = (oh1 - oh0) * wo
+            cols = cols_buffer[: k * m].reshape(k, m)
+            product = product_buffer[: f * m].reshape(f, m)
+            _conv2d_tile(x, w2d, bias, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, product, y)
+    return y
+
+
+@njit(cache=True)
+def _weight_grad_tile(dy, x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, dw_t):
+    """One tile of the transposed weight gradient: dw_t += cols (C*kh*kw, m) @ dy[b, :, oh0:oh1, :].T (m, F).
+
+    dw_t is dw transposed, (C*kh*kw, F): BLAS was 10-30% faster on the benchmark and shapes_vgg
+    tiles in this orientation than computing dy_tile @ cols.T (measured, one thread)."""
+    _, f, ho, wo = dy.shape
+    _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
+    dy_flat = dy.reshape(-1)
+    m = dy_tile.shape[1]
+    for g in range(f):  # gather the tile's part of dy into one contiguous (F, m) matrix
+        start = ((b * f + g) * ho + oh0) * wo
+        _copy_into(dy_tile[g], dy_flat[start : start + m])
+    np.dot(cols, dy_tile.T, product)  # dy_tile.T: BLAS reads dy_tile transposed, no copy
+    _add_into(dw_t.reshape(-1), product.reshape(-1))
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_weight_grad_tiled(dy, x, kh, kw, sh, sw, ph, pw, bands, threads):
+    """The loops of conv2d_weight_grad (see there): one partial dw.T (C*kh*kw, F) per thread."""
+    n, f, ho, wo = dy.shape
+    k = x.shape[1] * kh * kw
+    partial = np.zeros((threads, k, f), dtype=x.dtype)  # thread t adds into partial[t] only: no races
+    most = -(-ho // bands) * wo
+    for t in prange(threads):
+        cols_buffer = np.empty(k * most, dtype=x.dtype)
+        dy_buffer = np.empty(f * most, dtype=x.dtype)
+        product = np.empty((k, f), dtype=x.dtype)
+        for tile in range(t, n * bands, threads):
+            b, oh0, oh1 = _tile_rows(tile, bands, ho)
+            m = (oh1 - oh0) * wo
+            cols = cols_buffer[: k * m].reshape(k, m)
+            dy_tile = dy_buffer[: f * m].reshape(f, m)
+            _weight_grad_tile(dy, x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, partial[t])
+    return partial
+
+
+@njit(cache=True)
+def _col2im_tile(cols, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, x):
+    """The adjoint of _im2col_tile: add cols (kc*kh*kw, (oh1-oh0)*Wo), the columns of channels
+    c0 <= c < c0 + kc of sample b and output rows oh0 <= oh < oh1, back onto x[b, c0:c0+kc]
+    (taps in the padding are dropped). Same loops as _im2col_tile, with += instead of =."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    kc = cols.shape[0] // (kh * kw)
+    x_flat = x.reshape(-1)
+    for i in range(kh):
+        top, bottom = _valid_range(i, sh, ph, h, oh1)
+        top = min(max(top, oh0), oh1)
+        bottom = min(max(bottom, top), oh1)
+        for j in range(kw):
+            first, last = _valid_range(j, sw, pw, w, wo)
+            first, last = min(first, wo), min(last, wo)
+            for ch in range(kc):
+                row = cols[(ch * kh + i) * kw + j]
+                if sh == 1 and sw == 1 and wo == w and top < bottom and first < last:  # see _same_width_run
+                    d, s, length = _same_width_run(b, c, c0 + ch, h, w, i, j, ph, pw, oh0, top, bottom,
+                                                   first, last)
+                    _zero_outside(row, (top - oh0) * wo, (bottom - oh0) * wo, wo, first, last)  # our scratch
+                    _add_into(x_flat[s : s + length], row[d : d + length])
+                    continue
+                for oh in range(top, bottom):
+                    d = (oh - oh0) * wo
+                    s = ((b * c + c0 + ch) * h + oh * sh + i - ph) * w + first * sw + j - pw
+                    if sw == 1 and last - first >= 32:
+                        _add_into(x_flat[s : s + last - first], row[d + first : d + last])
+                    else:
+                        for q in range(last - first):
+                            x_flat[s + q * sw] += row[d + first + q]
+
+
+@njit(cache=True)
+def _conv_transpose2d_tile(y, w2d_t, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, y_tile, cols, x):
+    """One band of one tile: x[b, c0:c0+kc] += col2im(w2d_t (kc*kh*kw, F) @ y[b, :, oh0:oh1, :])."""
+    _, f, ho, wo = y.shape
+    y_flat = y.reshape(-1)
+    m = y_tile.shape[1]
+    for g in range(f):  # gather the band of y into one contiguous (F, m) matrix
+        start = ((b * f + g) * ho + oh0) * wo
+        _copy_into(y_tile[g], y_flat[start : start + m])
+    np.dot(w2d_t, y_tile, cols)  # (kc*kh*kw, F) @ (F, m): every y value times its filters
+    _col2im_tile(cols, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, x)
+
+
+@njit(parallel=True, cache=True)
+def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks, band, threads):
+    """The loops of conv_transpose2d (see there): y (N, F, Ho, Wo), w2d_t = w.reshape(F, -1).T
+    (C*kh*kw, F), bias (C,) -> x (N, C, H, W)."""
+    n, f, ho, wo = y.shape
+    c = w2d_t.shape[0] // (kh * kw)
+    x = np.empty((n, c, h, w), dtype=y.dtype)
+    most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
+    for t in prange(threads):  # one iteration per thread, with its own buffers
+        y_buffer = np.empty(f * band * wo, dtype=y.dtype)
+        cols_buffer = np.empty(most * band * wo, dtype=y.dtype)
+        for tile in range(t, n * chunks, threads):  # a tile: one sample, a chunk of x's channels
+            b, chunk = tile // chunks, tile % chunks
+            c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks
+            for ch in range(c0, c1):  # this tile owns x[b, c0:c1]: no other thread writes there
+                x[b, ch] = bias[ch]
+            rows = (c1 - c0) * kh * kw
+            for oh0 in range(0, ho, band):  # bands of y rows, one after another: their
+                oh1 = min(oh0 + band, ho)  # windows overlap in x, so they stay in this thread
+                m = (oh1 - oh0) * wo
+                y_tile = y_buffer[: f * m].reshape(f, m)
+                cols = cols_buffer[: rows * m].reshape(rows, m)
+                _conv_transpose2d_tile(y, w2d_t[c0 * kh * kw : c1 * kh * kw], b, c0, oh0, oh1,
+                                       kh, kw, sh, sw, ph, pw, y_tile, cols, x)
+    return x
+
+
+_BLAS_READY = False
+
+
+def _blas_for_tiles():
+    """Make the BLAS that np.dot calls inside Numba kernels single-threaded; return the thread count.
+
+    np.dot in a Numba kernel calls SciPy's copy of OpenBLAS (not NumPy's). The tiled kernels
+    already keep every core busy with a tile each; if that BLAS also started its own threads, the
+    two pools would fight over the cores (traps 1 and 4 of PERFORMANCE.md; measured on the busy
+    2-core machine: up to 100x slower). NumPy's BLAS (`@` outside the kernels) keeps its threads.
+    SciPy's wheels ship OpenBLAS in scipy.libs (Linux, Windows) or scipy/.dylibs (macOS); for
+    another build of SciPy a warning says so: the results stay the same, only the speed suffers.
+    """
+    global _BLAS_READY
+    if not _BLAS_READY:
+        import ctypes
+        import glob
+        import warnings
+
+        import scipy
+        import scipy.linalg.cython_blas  # noqa: F401 (loads the library, as Numba's np.dot will)
+
+        package = os.path.dirname(scipy.__file__)
+        found = False
+        for folder in (os.path.join(os.path.dirname(package), "scipy.libs"), os.path.join(package, ".dylibs")):
+            for path in glob.glob(os.path.join(folder, "*openblas*")):
+                library = ctypes.CDLL(path)
+                for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+                    if hasattr(library, name):
+                        getattr(library, name)(1)
+                        found = True
+                        break
+        if not found:
+            warnings.warn("minicnn could not find SciPy's OpenBLAS to make it single-threaded inside its "
+                          "convolution kernels; they may run slowly (results are not affected)", stacklevel=3)
+        _BLAS_READY = True
+    return numba.get_num_threads()
+
+
+def _tile_columns(f, k):
+    """Output positions per tile when each tile multiplies (F, k) by (k, positions), or the transpose.
+
+    TILE_COLUMNS, except for small weights: OpenBLAS multiplies matrices of at most ~10**6
+    multiply-adds with a kernel of its own that skips packing them, much faster at these sizes;
+    so a layer with few filters gets tiles just under that size, as wide as they then can be.
+    Measured, one thread, 64 samples of 64x64 (shapes_vgg's first block), F=8, k=72: 13.5 ms with
+    whole samples (4096 columns), 7.2 ms with 256 columns, 5.9 ms with 1024; F=16, k=144: 21 ms
+    at 256 columns (590 000 multiply-adds), 29 ms at 512 (1.2 million).
+    """
+    small = SMALL_GEMM // max(1, f * k)  # positions that keep the product under SMALL_GEMM
+    return max(1, small if small >= TILE_COLUMNS // 2 else TILE_COLUMNS)
+
+
+def _bands(n, ho, wo, threads, columns):
+    """How many bands of output rows to cut each sample into (every tile is one band of one sample):
+    - so that a tile has at most `columns` output positions (from _tile_columns), i.e. that many
+      columns of im2col: with TILE_COLUMNS they stay in the core's L2 cache from im2col to GEMM
+      for C*kh*kw up to ~2000. Measured (one thread, tiles of 128 to 4096 columns): 256 was the
+      fastest or within 15% of it for every benchmark shape and shapes_vgg layer;
+    - and, where possible, into a number of tiles that the threads can share evenly (N=1 with
+      3 bands on 2 threads would leave one thread idle a third of the time).
+    """
+    if n == 0:
+        return 1
+    bands = -(-(ho * wo) // columns)  # ceil
+    per_thread = -(-(n * bands) // threads)
+    bands = -(-(per_thread * threads) // n)
+    return max(1, min(bands, ho))
+
+
+def conv2d(x, w, b, stride, padding):
+    """y = conv2d(x, w) + b: x (N, C, H, W), w (F, C, kh, kw), b (F,) or None -> y (N, F, Ho, Wo).
+
+    y[n, f, oh, ow] = sum over (c, i, j) of w[f, c, i, j] * x_padded[n, c, oh*sh + i, ow*sw + j] + b[f];
+    stride and padding are (h, w) pairs. The same numbers as w.reshape(F, -1) @ im2col(x), computed
+    tile by tile (see the section comment above). NumPy twin: minicnn.im2col.conv2d.
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    f, c, kh, kw = w.shape
+    n = x.shape[0]
+    ho, wo = conv2d_output_shape(x.shape[2:], (kh, kw), stride, padding)
+    threads = _blas_for_tiles()
+    bands = _bands(n, ho, wo, threads, _tile_columns(f, c * kh * kw))
+    bias = np.zeros(f, dtype=x.dtype) if b is None else np.ascontiguousarray(b)
+    w2d = np.ascontiguousarray(w).reshape(f, -1)
+    return _conv2d_tiled(np.ascontiguousarray(x), w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, threads)
+
+
+def conv_transpose2d(y, w, b, output_hw, stride, padding):
+    """x = col2im(w.reshape(F, -1).T @ y_rows) + b: the transpose (adjoint) of conv2d with weights w.
+
+    y (N, F, Ho, Wo), w (F, C, kh, kw), b (C,) or None -> x (N, C, H, W), (H, W) = output_hw (the
+    input size of the forward conv: a strided conv maps several sizes to one). Tiles are (sample,
+    chunk of x's channels): a tile owns its part of x, and adds its columns onto it band by band
+    (the bands' windows overlap, which is why they stay in one thread). N=1 is shared among the
+    threads by cutting the channels into chunks. NumPy twin: minicnn.im2col.conv_transpose2d.
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    f, c, kh, kw = w.shape
+    n, _, ho, wo = y.shape
+    h, wd = output_hw
+    if (ho, wo) != conv2d_output_shape((h, wd), (kh, kw), stride, padding):
+        raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
+    threads = _blas_for_tiles()
+    per_thread = -(-n // threads)  # samples per thread (ceil); as in _bands, cut the samples into
+    chunks = -(-(per_thread * threads) // n) if n else 1  # chunks only to share them out evenly
+    chunks = max(1, min(chunks, c))
+    columns = _tile_columns(f, -(-c // chunks) * kh * kw)  # per band (see _bands)
+    band = max(1, min(ho, columns // wo))  # rows of y per band
+    bias = np.zeros(c, dtype=y.dtype) if b is None else np.ascontiguousarray(b)
+    w2d_t = np.ascontiguousarray(w.reshape(f, -1).T)  # (C*kh*kw, F)
+    return _conv_transpose2d_tiled(np.ascontiguousarray(y), w2d_t, bias, h, wd, kh, kw, sh, sw, ph, pw,
+                                   chunks, band, threads)
+
+
+def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
+    """dw (F, C, kh, kw) of y = conv2d(x, w) given dy (N, F, Ho, Wo): dy_rows @ im2col(x).T.
+
+    dw[f, c, i, j] = sum over (n, oh, ow) of dy[n, f, oh, ow] * x_padded[n, c, oh*sh + i, ow*sw + j].
+    Computed tile by tile like conv2d: each thread adds its tiles' products into its own partial
+    sum, and the partial sums are added at the end. NumPy twin: minicnn.im2col.conv2d_weight_grad.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, f, ho, wo = dy.shape
+    c = x.shape[1]
+    if (ho, wo) != conv2d_output_shape(x.shape[2:], kernel_size, stride, padding):
+        raise ValueError(f"dy has shape {dy.shape}, but a conv of x {x.shape} gives outputs of size "
+                         f"{conv2d_output_shape(x.shape[2:], kernel_size, stride, padding)}")
+    threads = _blas_for_tiles()
+    bands = _bands(n, ho, wo, threads, _tile_columns(f, c * kh * kw))
+    partial = _conv2d_weight_grad_tiled(np.ascontiguousarray(dy), np.ascontiguousarray(x),
+                                        kh, kw, sh, sw, ph, pw, bands, threads)
+    return _transposed(partial.sum(axis=0)).reshape(f, c, kh, kw)  # sum the threads' dw.T, transpose
+
+
+def _transposed(a, block=64):
+    """a.T of a 2D array as a new C-contiguous array, copied in bands of `block` rows of a: each
+    band stays in cache. (np.ascontiguousarray(a.T) reads a whole column of a for every row it
+    writes: 2.6 ms for benchmark e's (2304, 256) dw.T, 0.4 ms in bands; measured.)"""
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    for start in range(0, a.shape[0], block):
+        out[:, start : start + block] = a[start : start + block].T
+    return out
+
+
+def im2col_tile(x, sample, rows, kernel_size, stride, padding):
+    """The im2col columns of one sample and a band of output rows [start, stop): (C*kh*kw, (stop-start)*Wo).
+
+    What the tiled kernels build, one tile at a time (exposed for the tests).
+    NumPy twin: minicnn.im2col.im2col_tile.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    ho, wo = conv2d_output_shape(x.shape[2:], kernel_size, stride, padding)
+    start, stop = rows
+    if not 0 <= start <= stop <= ho or not 0 <= sample < x.shape[0]:
+        raise ValueError(f"sample {sample} and rows {rows} must lie in [0, {x.shape[0]}) and [0, {ho}]")
+    cols = np.empty((x.shape[1] * kh * kw, (stop - start) * wo), dtype=x.dtype)
+    _im2col_tile(np.ascontiguousarray(x), sample, start, stop, kh, kw, sh, sw, ph, pw, wo, cols)
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------
 # max-pool with switches, and un-pool (its backward)
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True)
@@ -307,35 +742,63 @@ def unpool(y, switches, output_hw):
 # ---------------------------------------------------------------------------------------------
 # ReLU and its three backward rules
 # ---------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
-def _relu(x):
-    """The loop of relu (see there) on a flat, contiguous array."""
-    out = np.empty_like(x)
-    for k in prange(x.size):
+# Elementwise loops are so fast (~4 numbers per ns on one core) that for small arrays waking the
+# threads costs more than the loop: 0.02-0.14 ms per parallel call with workqueue, the time of
+# 80 000 to 500 000 numbers. So each loop is written once, over a range of positions, and run
+# either directly (one thread) or split among the threads by a parallel loop; SERIAL_BELOW
+# decides. Measured, relu of 200 704 numbers (benchmark shape e): 21 us directly, 37 us split.
+SERIAL_BELOW = 1 << 18
+
+
+@njit(cache=True)
+def _relu_range(x, out, start, stop):
+    """The loop of relu (see there) over positions start <= k < stop of flat, contiguous arrays.
+    (Slices first, then a loop from 0: the compiler knows k >= 0 and makes it SIMD; 4x faster.)"""
+    x, out = x[start:stop], out[start:stop]
+    for k in range(x.size):
         v = x[k]
         out[k] = 0 if v < 0 else v  # "v < 0" is False for NaN: NaN stays NaN
-    return out
+
+
+@njit(parallel=True, cache=True)
+def _relu_split(x, out, threads):
+    """_relu_range over the whole array, one contiguous share per thread."""
+    for t in prange(threads):
+        _relu_range(x, out, t * x.size // threads, (t + 1) * x.size // threads)
 
 
 def relu(x):
     """max(x, 0) elementwise, any shape (NaN stays NaN). NumPy twin: minicnn.im2col.relu."""
-    return _relu(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
+    x_flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(x_flat)
+    if x_flat.size < SERIAL_BELOW:
+        _relu_range(x_flat, out, 0, x_flat.size)
+    else:
+        _relu_split(x_flat, out, numba.get_num_threads())
+    return out.reshape(x.shape)
+
+
+@njit(cache=True)
+def _relu_backward_range(dy, x, rule, out, start, stop):
+    """The loops of relu_backward (see there) over positions start <= k < stop of flat arrays;
+    rule 0, 1, 2 = RELU_RULES[rule]."""
+    dy, x, out = dy[start:stop], x[start:stop], out[start:stop]  # loops from 0: SIMD, see _relu_range
+    if rule == 0:  # "gradient": keep dy where the forward input was positive
+        for k in range(dy.size):
+            out[k] = dy[k] if x[k] > 0 else 0
+    elif rule == 1:  # "deconvnet": keep the positive part of dy, whatever x was
+        for k in range(dy.size):
+            out[k] = dy[k] if dy[k] > 0 else 0
+    else:  # "guided": both masks
+        for k in range(dy.size):
+            out[k] = dy[k] if (x[k] > 0 and dy[k] > 0) else 0
 
 
 @njit(parallel=True, cache=True)
-def _relu_backward(dy, x, rule):
-    """The loops of relu_backward (see there) on flat arrays; rule 0, 1, 2 = RELU_RULES[rule]."""
-    out = np.empty_like(dy)
-    if rule == 0:  # "gradient": keep dy where the forward input was positive
-        for k in prange(dy.size):
-            out[k] = dy[k] if x[k] > 0 else 0
-    elif rule == 1:  # "deconvnet": keep the positive part of dy, whatever x was
-        for k in prange(dy.size):
-            out[k] = dy[k] if dy[k] > 0 else 0
-    else:  # "guided": both masks
-        for k in prange(dy.size):
-            out[k] = dy[k] if (x[k] > 0 and dy[k] > 0) else 0
-    return out
+def _relu_backward_split(dy, x, rule, out, threads):
+    """_relu_backward_range over the whole array, one contiguous share per thread."""
+    for t in prange(threads):
+        _relu_backward_range(dy, x, rule, out, t * dy.size // threads, (t + 1) * dy.size // threads)
 
 
 def relu_backward(dy, x, rule):
@@ -353,4 +816,9 @@ def relu_backward(dy, x, rule):
         raise ValueError(f"dy and x must have the same shape, got dy {dy.shape} and x {x.shape}")
     dy_flat = np.ascontiguousarray(dy).reshape(-1)
     x_flat = np.ascontiguousarray(x).reshape(-1)
-    return _relu_backward(dy_flat, x_flat, RELU_RULES.index(rule)).reshape(dy.shape)
+    out = np.empty_like(dy_flat)
+    if dy_flat.size < SERIAL_BELOW:
+        _relu_backward_range(dy_flat, x_flat, RELU_RULES.index(rule), out, 0, dy_flat.size)
+    else:
+        _relu_backward_split(dy_flat, x_flat, RELU_RULES.index(rule), out, numba.get_num_threads())
+    return out.reshape(dy.shape)

@@ -86,19 +86,17 @@ class Conv2d(Layer):
         self.zero_grad()
 
     def forward(self, x):
-        """x (N, C, H, W) -> (N, F, Ho, Wo). In training mode keeps im2col(x) for the weight gradient."""
-        w, b = self.params["weight"], self.params.get("bias")
-        y, cols = ops.conv2d_with_columns(x, w, b, self.stride, self.padding)
-        self._cache = (x, cols if self.training else None)
-        return y
+        """x (N, C, H, W) -> (N, F, Ho, Wo). Keeps x: backward rebuilds its im2col columns tile by tile."""
+        self._cache = x
+        return ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        """dx = conv_transpose2d(dy, w); with param_grads also dw = dy @ cols.T and db."""
-        x, cols = self._recalled()
+        """dx = conv_transpose2d(dy, w); with param_grads also dw = dy_rows @ im2col(x).T and db."""
+        x = self._recalled()
         w = self.params["weight"]
         if not param_grads:
             return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding)
-        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding, cols=cols)
+        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding)
         self._accumulate("weight", dw)
         if self.use_bias:
             self._accumulate("bias", db)

@@ -72,7 +72,7 @@ class Network:
             layer.zero_grad()
 
     def train(self):
-        """Training mode: Dropout drops, Conv2d keeps im2col columns for its weight gradient."""
+        """Training mode: Dropout drops (eval mode, the default, makes it the identity)."""
         for layer in self.layers.values():
             layer.training = True
         return self

@@ -8,8 +8,9 @@ The duality at the heart of the lecture is visible here:
 - the backward pass of max_pool2d IS max_unpool2d with the recorded switches;
 - relu_backward has three rules: "gradient", "deconvnet", "guided".
 
-Heavy loops (im2col, col2im, pooling, ReLU) run in Numba kernels (minicnn.kernels); their plain
-NumPy twins live in minicnn.im2col. Matrix products go to BLAS through `@`.
+Heavy loops (convolution, im2col, col2im, pooling, ReLU) run in Numba kernels (minicnn.kernels);
+their plain NumPy twins live in minicnn.im2col. Matrix products go to BLAS (through `@`, or np.dot
+inside the tiled convolution kernels).
 """
 import numpy as np
 
@@ -38,28 +39,18 @@ def _check_conv_operands(x, w, b, x_name="x"):
         check_shape(b, "b", (w.shape[0],))
 
 
-def conv2d_with_columns(x, w, b=None, stride=1, padding=0):
-    """conv2d that also returns the im2col columns (C*kh*kw, N*Ho*Wo) its weight gradient needs."""
-    _check_conv_operands(x, w, b)
-    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    n, f = x.shape[0], w.shape[0]
-    ho, wo = conv2d_output_shape(x.shape[2:], kernel, stride, padding)
-    cols = kernels.im2col(x, kernel, stride, padding)
-    y = w.reshape(f, -1) @ cols  # (F, N*Ho*Wo): the whole convolution as one GEMM
-    y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
-    if b is not None:
-        y = y + b.reshape(1, f, 1, 1)
-    return np.ascontiguousarray(y), cols
-
-
 def conv2d(x, w, b=None, stride=1, padding=0):
     """Cross-correlation y[n,f] = sum_c x[n,c] * w[f,c] + b[f].
 
     x (N, C, H, W), w (F, C, kh, kw), b (F,) -> y (N, F, Ho, Wo), Ho = (H + 2p - kh) // s + 1.
-    Computed as im2col + one matrix product: y = w.reshape(F, -1) @ im2col(x).
+    Mathematically im2col + one matrix product: y = w.reshape(F, -1) @ im2col(x) (minicnn.im2col.conv2d
+    says exactly that); kernels.conv2d computes the same numbers tile by tile, so that the columns
+    never have to exist all at once.
     """
-    y, _ = conv2d_with_columns(x, w, b, stride, padding)
-    return y
+    _check_conv_operands(x, w, b)
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    conv2d_output_shape(x.shape[2:], kernel, stride, padding)  # raises if the kernel does not fit
+    return kernels.conv2d(x, w, b, stride, padding)
 
 
 def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
@@ -68,6 +59,7 @@ def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
     y (N, F, Hy, Wy) -> x (N, C, H, W) with H = (Hy - 1) s - 2p + kh + output_padding; b is (C,).
     Computed as col2im(w.reshape(F, -1).T @ y): every y value stamps a scaled copy of its filter
     onto the output, overlapping stamps add. <conv2d(x, w), y> == <x, conv_transpose2d(y, w)>.
+    kernels.conv_transpose2d computes it tile by tile (a sample and a chunk of x's channels each).
     """
     check_array(y, "y", ndim=4)
     check_array(w, "w", ndim=4, dtype_like=y)
@@ -80,24 +72,19 @@ def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
         check_array(b, "b", ndim=1, dtype_like=y)
         check_shape(b, "b", (w.shape[1],))
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    n, f, hy, wy = y.shape
-    h, wd = conv_transpose2d_output_shape((hy, wy), kernel, stride, padding, output_padding)
-    if conv2d_output_shape((h, wd), kernel, stride, padding) != (hy, wy):
+    h, wd = conv_transpose2d_output_shape(y.shape[2:], kernel, stride, padding, output_padding)
+    if conv2d_output_shape((h, wd), kernel, stride, padding) != y.shape[2:]:
         raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
-    y_rows = y.transpose(1, 0, 2, 3).reshape(f, n * hy * wy)
-    cols = w.reshape(f, -1).T @ y_rows  # (C*kh*kw, N*Hy*Wy)
-    x = kernels.col2im(cols, (n, w.shape[1], h, wd), kernel, stride, padding)
-    if b is not None:
-        x = x + b.reshape(1, -1, 1, 1)
-    return x
+    return kernels.conv_transpose2d(y, w, b, (h, wd), stride, padding)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, cols=None):
+def conv2d_backward(dy, x, w, stride=1, padding=0):
     """Gradients of y = conv2d(x, w, b, stride, padding) given dL/dy (N, F, Ho, Wo).
 
     dx = conv_transpose2d(dy, w)  (the transposed convolution, with output_padding to reach x's size),
-    dw = dy_rows @ im2col(x).T, db = dy summed over N, Ho, Wo.  Returns (dx, dw, db).
-    Pass `cols` (from conv2d_with_columns) to skip recomputing im2col(x).
+    dw = dy_rows @ im2col(x).T (computed tile by tile: kernels.conv2d_weight_grad), db = dy summed
+    over N, Ho, Wo.  Returns (dx, dw, db). The columns im2col(x) are rebuilt tile by tile, in cache:
+    faster than keeping them in memory (C*kh*kw times the size of x).
     """
     _check_conv_operands(x, w, None)
     check_array(dy, "dy", ndim=4, dtype_like=x)
@@ -105,10 +92,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, cols=None):
     ho, wo = conv2d_output_shape(x.shape[2:], kernel, stride, padding)
     check_shape(dy, "dy", (x.shape[0], w.shape[0], ho, wo))
     dx = conv2d_input_gradient(dy, w, x.shape, stride, padding)
-    if cols is None:
-        cols = kernels.im2col(x, kernel, stride, padding)
-    dy_rows = dy.transpose(1, 0, 2, 3).reshape(w.shape[0], -1)
-    dw = (dy_rows @ cols.T).reshape(w.shape)
+    dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 

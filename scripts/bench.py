@@ -3,10 +3,13 @@
     python scripts/bench.py                 # all ops, all shapes (a)-(e), and VGG16 if available
     python scripts/bench.py --shapes b c    # a subset
     python scripts/bench.py --repeat 20
+    python scripts/bench.py --no-vgg --no-train --shapes b c e --repeat 9   # the convolution targets
 
 Both libraries run on the same threads (torch.set_num_threads = the number of cores). Each time is
 the median of --repeat runs after --warmup runs. ratio = minicnn time / torch time (lower is better).
 Pooling, un-pooling and ReLU run on the convolution's output (N, F, H, W), with a 2x2 window.
+The last rows time one training step (forward, cross-entropy, backward, Adam update) of the
+shapes models at batch 64 on 64x64 images, minicnn's train_step against the same network in torch.
 """
 import argparse
 import os
@@ -111,7 +114,7 @@ def bench_vgg16(torch, repeat, warmup):
             ("VGG16 forward + input grad", "224", median_ms(saliency_pass, repeat, warmup))]
     if not torch:
         return [(op, shape, ms, float("nan")) for op, shape, ms in rows]
-    tnet = torch_vgg16(torch, net)
+    tnet = torch_twin(torch, net).eval()
     tx = torch.tensor(x)
 
     def torch_saliency():
@@ -126,8 +129,36 @@ def bench_vgg16(torch, repeat, warmup):
     return [(rows[0][0], "224", rows[0][2], forward_ms), (rows[1][0], "224", rows[1][2], saliency_ms)]
 
 
-def torch_vgg16(torch, net):
-    """The same VGG16 in torch, built from minicnn's layer list with its weights."""
+def bench_training(torch, repeat, warmup, batch=64):
+    """One training step of each shapes model: forward, loss, backward and an Adam update."""
+    from minicnn import models
+    from minicnn.train import Adam, train_step
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, 64, 64), dtype=np.float32)
+    labels = rng.integers(0, models.SHAPES_CLASSES, batch)
+    rows = []
+    for name in ("shapes_cam", "shapes_vgg"):
+        net = getattr(models, name)(seed=0).train()
+        optimizer = Adam(net)
+        ours_ms = median_ms(lambda: train_step(net, optimizer, x, labels), repeat, warmup)
+        torch_ms = float("nan")
+        if torch:
+            tnet = torch_twin(torch, net).train()
+            toptimizer = torch.optim.Adam(tnet.parameters(), lr=1e-3)
+            tx, tlabels = torch.tensor(x), torch.tensor(labels)
+
+            def torch_step():
+                toptimizer.zero_grad()
+                torch.nn.functional.cross_entropy(tnet(tx), tlabels).backward()
+                toptimizer.step()
+
+            torch_ms = median_ms(torch_step, repeat, warmup)
+        rows.append((f"train_step {name}", str(batch), ours_ms, torch_ms))
+    return rows
+
+
+def torch_twin(torch, net):
+    """The same network in torch (nn.Sequential), built from minicnn's layer list with its weights."""
     from minicnn import layers as L
     nn = torch.nn
     modules = []
@@ -145,6 +176,8 @@ def torch_vgg16(torch, net):
             module = nn.Flatten()
         elif type(layer).__name__ == "AdaptiveAvgPool2d":
             module = nn.AdaptiveAvgPool2d(layer.output_size)
+        elif type(layer).__name__ == "GlobalAvgPool2d":
+            module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         elif isinstance(layer, L.Dropout):
             module = nn.Dropout(layer.p)
         else:
@@ -152,7 +185,7 @@ def torch_vgg16(torch, net):
         for key, value in layer.params.items():
             getattr(module, key).data = torch.tensor(value)
         modules.append(module)
-    return nn.Sequential(*modules).eval()
+    return nn.Sequential(*modules)
 
 
 def main(argv=None):
@@ -161,6 +194,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-vgg", action="store_true", help="skip the VGG16 rows")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step rows")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -179,6 +213,8 @@ def main(argv=None):
         rows += bench_shape(name, torch, args.repeat, args.warmup)
     if not args.no_vgg:
         rows += bench_vgg16(torch, max(3, args.repeat // 3), 1)
+    if not args.no_train:
+        rows += bench_training(torch, max(3, args.repeat // 3), 2)
     for op, shape, ours_ms, torch_ms in sorted(rows, key=lambda r: (r[0], r[1])):
         print(f"{op:28s} {shape:>5s} {ours_ms:11.2f} {torch_ms:9.2f} {ours_ms / torch_ms:6.2f}")
 

@@ -1,11 +1,12 @@
 """The Numba kernels (minicnn.kernels) hold equal to their plain NumPy twins (minicnn.im2col).
 
 Exactly equal where both compute each number the same way (im2col copies, max-pool picks, ReLU
-masks); equal to a tight relative tolerance where numbers are sums (col2im, unpool), since the two
-may add in a different order. Shapes, kernel sizes, strides, paddings and dtypes are drawn by
-hypothesis; inputs are random normals, or small integers (so that ties happen), sometimes a
-non-contiguous view.
+masks); equal to a tight relative tolerance where numbers are sums (col2im, unpool, the tiled
+convolution kernels), since the two may add in a different order. Shapes, kernel sizes, strides,
+paddings and dtypes are drawn by hypothesis; inputs are random normals, or small integers (so that
+ties happen), sometimes a non-contiguous view.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,108 @@ def test_im2col_col2im_adjoint(case):
 def test_col2im_rejects_wrong_shape():
     with pytest.raises(ValueError, match="cols must have shape"):
         kernels.col2im(np.zeros((5, 4)), (1, 1, 4, 4), (3, 3), (1, 1), (0, 0))
+
+
+# ----------------------------------------------------------------------------------------------
+# the tiled convolution kernels: conv2d, conv2d_weight_grad, conv_transpose2d (and im2col_tile)
+# ----------------------------------------------------------------------------------------------
+@contextmanager
+def tile_columns(size):
+    """Run the tiled kernels with tiles of at most `size` output positions (tiny: many bands);
+    size None: the default sizes."""
+    if size is None:
+        yield
+        return
+    saved = kernels.TILE_COLUMNS, kernels.SMALL_GEMM
+    kernels.TILE_COLUMNS, kernels.SMALL_GEMM = size, 0  # no wider tiles for small weights
+    try:
+        yield
+    finally:
+        kernels.TILE_COLUMNS, kernels.SMALL_GEMM = saved
+
+
+def assert_sums_close(got, want, magnitude, dtype):
+    """Sums of products, added in another order: |got - want| <= rtol * (the sum of |terms|)."""
+    assert got.dtype == want.dtype == dtype
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert np.all(np.abs(got - want) <= 10 * RTOL[dtype] * (magnitude + 1e-30)), np.abs(got - want).max()
+
+
+@MANY
+@given(cases(), st.data())
+def test_im2col_tile_equals_reference(case, data):
+    ho, _ = case.out_hw
+    sample = data.draw(st.integers(0, case.x.shape[0] - 1))
+    start = data.draw(st.integers(0, ho))
+    stop = data.draw(st.integers(start, ho))
+    got = kernels.im2col_tile(case.x, sample, (start, stop), *case.geometry)
+    assert_same(got, reference.im2col_tile(case.x, sample, (start, stop), *case.geometry))
+
+
+@MANY
+@given(cases(), st.integers(1, 4), st.booleans(), st.sampled_from([None, 1, 5, 256]))
+def test_conv2d_equals_reference(case, filters, with_bias, size):
+    """Any geometry; tiles of the default size, or tiny ones so that samples are cut into bands."""
+    c, (kh, kw) = case.x.shape[1], case.kernel
+    w = case.rng.standard_normal((filters, c, kh, kw)).astype(case.x.dtype)
+    b = case.rng.standard_normal(filters).astype(case.x.dtype) if with_bias else None
+    with tile_columns(size):
+        got = kernels.conv2d(case.x, w, b, case.stride, case.padding)
+    abs_b = None if b is None else np.abs(b)  # the sum of |terms| bounds the rounding error
+    magnitude = reference.conv2d(np.abs(case.x), np.abs(w), abs_b, case.stride, case.padding)
+    assert_sums_close(got, reference.conv2d(case.x, w, b, case.stride, case.padding), magnitude, case.x.dtype)
+
+
+@MANY
+@given(cases(), st.integers(1, 4), st.sampled_from([None, 1, 5, 256]))
+def test_conv2d_weight_grad_equals_reference(case, filters, size):
+    dy = case.rng.standard_normal((case.x.shape[0], filters, *case.out_hw)).astype(case.x.dtype)
+    with tile_columns(size):
+        got = kernels.conv2d_weight_grad(dy, case.x, *case.geometry)
+    magnitude = reference.conv2d_weight_grad(np.abs(dy), np.abs(case.x), *case.geometry)
+    assert_sums_close(got, reference.conv2d_weight_grad(dy, case.x, *case.geometry), magnitude, case.x.dtype)
+
+
+@MANY
+@given(cases(), st.integers(1, 4), st.booleans(), st.sampled_from([None, 1, 5, 256]))
+def test_conv_transpose2d_equals_reference(case, filters, with_bias, size):
+    """Back onto an input of case.x's size (with a stride, several sizes fit one y: output_padding)."""
+    n, c = case.x.shape[:2]
+    w = case.rng.standard_normal((filters, c, *case.kernel)).astype(case.x.dtype)
+    y = case.rng.standard_normal((n, filters, *case.out_hw)).astype(case.x.dtype)
+    b = case.rng.standard_normal(c).astype(case.x.dtype) if with_bias else None
+    hw = case.x.shape[2:]
+    with tile_columns(size):
+        got = kernels.conv_transpose2d(y, w, b, hw, case.stride, case.padding)
+    abs_b = None if b is None else np.abs(b)
+    magnitude = reference.conv_transpose2d(np.abs(y), np.abs(w), abs_b, hw, case.stride, case.padding)
+    want = reference.conv_transpose2d(y, w, b, hw, case.stride, case.padding)
+    assert_sums_close(got, want, magnitude, case.x.dtype)
+
+
+def test_tiled_conv_on_one_sample_cut_into_bands():
+    """N=1 (the shape of benchmark e): the work is shared by cutting the sample into row bands
+    (conv2d, conv2d_weight_grad) or channel chunks (conv_transpose2d)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 5, 13, 11))
+    w = rng.standard_normal((3, 5, 3, 3))
+    dy = rng.standard_normal((1, 3, 13, 11))
+    assert kernels._bands(1, 13, 11, threads=2, columns=kernels.TILE_COLUMNS) % 2 == 0
+    for size in (kernels.TILE_COLUMNS, 1):  # 1: every output row is its own tile
+        with tile_columns(size):
+            np.testing.assert_allclose(kernels.conv2d(x, w, None, (1, 1), (1, 1)),
+                                       reference.conv2d(x, w, None, (1, 1), (1, 1)), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(kernels.conv2d_weight_grad(dy, x, (3, 3), (1, 1), (1, 1)),
+                                       reference.conv2d_weight_grad(dy, x, (3, 3), (1, 1), (1, 1)),
+                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(kernels.conv_transpose2d(dy, w, None, (13, 11), (1, 1), (1, 1)),
+                                       reference.conv_transpose2d(dy, w, None, (13, 11), (1, 1), (1, 1)),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_weight_grad_rejects_dy_of_the_wrong_size():
+    with pytest.raises(ValueError, match="dy has shape"):
+        kernels.conv2d_weight_grad(np.zeros((1, 2, 3, 3)), np.zeros((1, 1, 4, 4)), (3, 3), (1, 1), (0, 0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,6 +329,21 @@ def test_relu_and_its_backward_rules_equal_reference(case, rule, with_nans):
     assert_same(kernels.relu(x), reference.relu(x))
     assert_same(kernels.relu_backward(dy, x, rule), reference.relu_backward(dy, x, rule))
     assert_same(kernels.relu(x[:, :, ::2]), reference.relu(x[:, :, ::2]))  # a non-contiguous view
+
+
+@FEW
+@given(st.integers(1, 5000), st.sampled_from(kernels.RELU_RULES), st.integers(0, 2**32 - 1))
+def test_relu_split_among_threads_equals_reference(size, rule, seed):
+    """Large arrays run split among the threads (small ones on one): force the split here."""
+    rng = np.random.default_rng(seed)
+    x, dy = rng.standard_normal((2, size))
+    x[rng.random(size) < 0.1] = np.nan
+    saved, kernels.SERIAL_BELOW = kernels.SERIAL_BELOW, 0
+    try:
+        assert_same(kernels.relu(x), reference.relu(x))
+        assert_same(kernels.relu_backward(dy, x, rule), reference.relu_backward(dy, x, rule))
+    finally:
+        kernels.SERIAL_BELOW = saved
 
 
 def test_relu_rules_by_hand():
