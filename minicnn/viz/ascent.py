@@ -40,7 +40,7 @@ from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from .. import ops
-from ..checks import check_choice
+from ..checks import check_choice, check_int_at_least
 from .attribution import check_targets, eval_mode, forward_checked, network_dtype
 
 
@@ -195,9 +195,9 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     jitter: largest random roll in pixels. pixel_range: (low, high) for mean + x, or None.
     seed: the generator of the jitter. Returns an AscentResult.
     """
-    steps = _int_at_least(steps, "steps", 0)
-    jitter = _int_at_least(jitter, "jitter", 0)
-    blur_every = _int_at_least(blur_every, "blur_every", 0)
+    steps = check_int_at_least(steps, "steps", 0)
+    jitter = check_int_at_least(jitter, "jitter", 0)
+    blur_every = check_int_at_least(blur_every, "blur_every", 0)
     for name, value in (("clip_norm_pct", clip_norm_pct), ("clip_contrib_pct", clip_contrib_pct)):
         if not 0 <= value <= 100:
             raise ValueError(f"{name} must be a percentile in [0, 100], got {value!r}")
@@ -323,7 +323,3 @@ def _roll(image, shift):
     return np.roll(image, shift, axis=(1, 2)) if shift != (0, 0) else image
 
 
-def _int_at_least(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)

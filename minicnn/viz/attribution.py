@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_array, check_choice
+from ..checks import check_array, check_choice, check_int_at_least
 from ..ops import softmax
 from ..shapes import check_geometry, conv_output_size
 
@@ -186,7 +186,7 @@ def saliency(net, x, target, smooth=0, sigma=0.15, seed=0):
     the n maps (and the n raw gradients). Returns Saliency(map, gradient).
     """
     check_images(net, x)
-    smooth = _int_at_least(smooth, "smooth", 0)
+    smooth = check_int_at_least(smooth, "smooth", 0)
     if smooth == 0:
         gradient = score_gradient(net, x, target)
         return Saliency(channel_max_abs(gradient), gradient)
@@ -232,7 +232,7 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
     """
     check_images(net, x)
     (kh, kw), (sh, sw), _ = check_geometry(size, stride, 0, name="size")
-    batch_size = _int_at_least(batch_size, "batch_size", 1)
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
     n, _, h, w = x.shape
     if kh > h or kw > w:
         raise ValueError(f"size {(kh, kw)} is larger than the images, which are {(h, w)}")
@@ -290,8 +290,3 @@ def _probabilities(net, x, batch_size):
     return softmax(np.concatenate(chunks))
 
 
-def _int_at_least(value, name, low):
-    """A plain int >= low, or a clear error."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)

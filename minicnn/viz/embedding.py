@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_array
+from ..checks import check_array, check_int_at_least
 from .attribution import check_images, eval_mode, forward_checked
 
 
@@ -42,7 +42,7 @@ def features(net, images, layer, batch_size=128, progress=False):
     of intermediate activations is in memory at once.
     """
     check_images(net, images, "images")
-    batch_size = _int_at_least(batch_size, "batch_size", 1)
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
     chunks = []
     with eval_mode(net):
         for start in tqdm(range(0, len(images), batch_size), desc=f"features {layer}", disable=not progress,
@@ -60,10 +60,10 @@ def nearest_neighbors(net, images, layer, query_index, k=5, batch_size=128):
     """
     check_array(images, "images", ndim=4)
     n = len(images)
-    query_index = _int_at_least(query_index, "query_index", 0)
+    query_index = check_int_at_least(query_index, "query_index", 0)
     if query_index >= n:
         raise ValueError(f"query_index {query_index} is out of range: there are {n} images (0 to {n - 1})")
-    k = _int_at_least(k, "k", 1)
+    k = check_int_at_least(k, "k", 1)
     if k > n - 1:
         raise ValueError(f"k must be at most {n - 1} (the other images), got {k}")
     vectors = features(net, images, layer, batch_size)
@@ -112,7 +112,3 @@ def principal_components(vectors, dims):
     return centred @ directions[:dims].T
 
 
-def _int_at_least(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)

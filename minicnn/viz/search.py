@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..checks import check_int_at_least
 from ..shapes import receptive_field, receptive_field_box
 from .attribution import check_images, eval_mode, forward_checked
 
@@ -115,10 +116,6 @@ def check_channel(layer, channel, num_channels):
     return int(channel)
 
 
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return int(value)
 
 
 def _unclipped_box(field, i, j):
@@ -198,7 +195,7 @@ def top_patches_for_channels(net, images, layer, channels, k=9, batch_size=128, 
     forward pass per batch serves every channel, so searching many units costs one sweep.
     """
     field = check_spatial_layer(net, layer)
-    k, batch_size = _positive_int(k, "k"), _positive_int(batch_size, "batch_size")
+    k, batch_size = check_int_at_least(k, "k", 1), check_int_at_least(batch_size, "batch_size", 1)
     channels = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
     best = {}
     seen = 0
