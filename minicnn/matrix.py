@@ -32,8 +32,6 @@ from .shapes import (
     check_geometry,
     conv2d_output_shape,
     conv_output_size,
-    conv_transpose2d_output_shape,
-    pair,
 )
 
 MAX_MATRIX_ENTRIES = 2**26  # 512 MB of float64: explicit matrices are for small examples only
@@ -214,28 +212,6 @@ def conv2d_matrix(w, input_shape, stride=1, padding=0):
 # 2D: the transposed convolution three ways
 
 
-def _transpose_geometry(y, w, b, stride, padding, output_padding):
-    """Check the operands of a transposed convolution; return (kernel, stride, padding, out_padding, (H, W))."""
-    check_array(y, "y", ndim=4)
-    check_array(w, "w", ndim=4, dtype_like=y)
-    if w.shape[0] != y.shape[1]:
-        raise ValueError(
-            f"channel mismatch: y has shape {y.shape} ({y.shape[1]} channels) but w has shape {w.shape}; "
-            f"the transposed convolution takes the forward conv's w (F, C, kh, kw), so y needs "
-            f"F = {w.shape[0]} channels"
-        )
-    if min(y.shape[2:]) < 1:
-        raise ValueError(f"y must have at least one row and column, got shape {y.shape}")
-    if b is not None:
-        check_array(b, "b", ndim=1, dtype_like=y)
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"b must have shape ({w.shape[1]},) (one per output channel C), got {b.shape}")
-    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    output_padding = pair(output_padding, "output_padding")
-    out_hw = conv_transpose2d_output_shape(y.shape[2:], kernel, stride, padding, output_padding)
-    return kernel, stride, padding, output_padding, out_hw
-
-
 def _add_bias(x, b):
     return x if b is None else x + b.reshape(1, -1, 1, 1)
 
@@ -246,7 +222,7 @@ def matrix_conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0)
     y (N, F, Hy, Wy) -> x (N, C, H, W), H = (Hy - 1) s - 2p + kh + output_padding. The output size
     is needed to build W: several input sizes share one output size when s > 1 (output_padding).
     """
-    _, stride, padding, _, (h, wd) = _transpose_geometry(y, w, b, stride, padding, output_padding)
+    _, stride, padding, _, (h, wd) = ops.check_conv_transpose_operands(y, w, b, stride, padding, output_padding)
     n, c = y.shape[0], w.shape[1]
     W = conv2d_matrix(w, (c, h, wd), stride, padding)
     x_rows = y.reshape(n, -1) @ W  # row n is (W^T y_n)^T
@@ -264,7 +240,7 @@ def subpixel_conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=
          (Hy - 1) s + 1 + 2(k - 1 - p) + op - k + 1 = (Hy - 1) s - 2p + k + op rows.
     The lecture's picture: a 4x4 y, kernel 4, stride 2, padding 2 -> 7x7 -> 9x9 -> 6x6.
     """
-    (kh, kw), stride, (ph, pw), (oph, opw), _ = _transpose_geometry(y, w, b, stride, padding, output_padding)
+    (kh, kw), stride, (ph, pw), (oph, opw), _ = ops.check_conv_transpose_operands(y, w, b, stride, padding, output_padding)
     z = insert_zeros(y, stride)
     z = pad_or_crop(z, 2, kh - 1 - ph, kh - 1 - ph + oph)
     z = pad_or_crop(z, 3, kw - 1 - pw, kw - 1 - pw + opw)
@@ -310,7 +286,7 @@ def polyphase_conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding
     The lecture's case (4x4 y, kernel 4, stride 2, padding 2): four 2x2 convolutions, each 4x4 -> 3x3,
     interleaved into 6x6.
     """
-    (kh, kw), (sh, sw), (ph, pw), _, (h, wd) = _transpose_geometry(y, w, b, stride, padding, output_padding)
+    (kh, kw), (sh, sw), (ph, pw), _, (h, wd) = ops.check_conv_transpose_operands(y, w, b, stride, padding, output_padding)
     n, c = y.shape[0], w.shape[1]
     x = np.zeros((n, c, h, wd), dtype=y.dtype)
     for a in range(sh):

@@ -53,6 +53,29 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     return kernels.conv2d(x, w, b, stride, padding)
 
 
+def check_conv_transpose_operands(y, w, b, stride, padding, output_padding):
+    """Check the operands of a transposed convolution (y (N, F, Hy, Wy), the forward conv's w (F, C, kh, kw),
+    b (C,) or None); return (kernel, stride, padding, output_padding, (H, W) of the output) as pairs."""
+    check_array(y, "y", ndim=4)
+    check_array(w, "w", ndim=4, dtype_like=y)
+    if w.shape[0] != y.shape[1]:
+        raise ValueError(
+            f"channel mismatch: y has shape {y.shape} ({y.shape[1]} channels) but w has shape {w.shape}; "
+            f"conv_transpose2d takes the forward conv's w (F, C, kh, kw), so y needs F = {w.shape[0]} channels"
+        )
+    if min(y.shape[2:]) < 1:
+        raise ValueError(f"y must have at least one row and column, got shape {y.shape}")
+    if b is not None:
+        check_array(b, "b", ndim=1, dtype_like=y)
+        check_shape(b, "b", (w.shape[1],))
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    output_padding = pair(output_padding, "output_padding")
+    h, wd = conv_transpose2d_output_shape(y.shape[2:], kernel, stride, padding, output_padding)
+    if conv2d_output_shape((h, wd), kernel, stride, padding) != y.shape[2:]:
+        raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
+    return kernel, stride, padding, output_padding, (h, wd)
+
+
 def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
     """The transpose (adjoint) of conv2d with the forward conv's weights w (F, C, kh, kw).
 
@@ -61,20 +84,7 @@ def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
     onto the output, overlapping stamps add. <conv2d(x, w), y> == <x, conv_transpose2d(y, w)>.
     kernels.conv_transpose2d computes it tile by tile (a sample and a chunk of x's channels each).
     """
-    check_array(y, "y", ndim=4)
-    check_array(w, "w", ndim=4, dtype_like=y)
-    if w.shape[0] != y.shape[1]:
-        raise ValueError(
-            f"channel mismatch: y has shape {y.shape} ({y.shape[1]} channels) but w has shape {w.shape}; "
-            f"conv_transpose2d takes the forward conv's w (F, C, kh, kw), so y needs F = {w.shape[0]} channels"
-        )
-    if b is not None:
-        check_array(b, "b", ndim=1, dtype_like=y)
-        check_shape(b, "b", (w.shape[1],))
-    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    h, wd = conv_transpose2d_output_shape(y.shape[2:], kernel, stride, padding, output_padding)
-    if conv2d_output_shape((h, wd), kernel, stride, padding) != y.shape[2:]:
-        raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
+    kernel, stride, padding, _, (h, wd) = check_conv_transpose_operands(y, w, b, stride, padding, output_padding)
     return kernels.conv_transpose2d(y, w, b, (h, wd), stride, padding)
 
 
