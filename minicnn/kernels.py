@@ -17,7 +17,7 @@ Every kernel is split in two:
 Parallel loops never let two iterations write the same element (a "race"): im2col gives each
 iteration its own output row; col2im, max_pool and unpool give each iteration its own (n, c) plane;
 the tiled convolution kernels give each thread its own tiles of the output (the weight gradient:
-its own partial sum).
+its own block of rows of dw.T, one chunk of x's channels).
 
 The convolution kernels (conv2d, conv2d_weight_grad, conv_transpose2d) compute what im2col + one
 matrix product computes (their twins in minicnn.im2col say exactly that), but one small tile at a
@@ -30,31 +30,23 @@ the 2-core machine, single-threaded CPU time per call (robust on a loaded machin
 (the first design's numbers include page faults on its large fresh arrays, trap 2 below; torch,
 also on one thread: 2.1 / 4.4, 18 / 38, 32 / 56 ms).
 
-Threading: this module selects Numba's `workqueue` threading layer (unless NUMBA_THREADING_LAYER
-is set in the environment). The default here would be OpenMP (GNU libgomp), whose worker threads
-keep spinning for a while after each parallel loop and so steal both cores from OpenBLAS's threads
-running the matrix product that follows (trap 1 of the project's PERFORMANCE.md notes). Measured on the 2-core
-machine, median of 200 calls of `w2d @ im2col(x)` for benchmark shape (b) (N=32, 32->64, 16x16, k3):
-    OpenMP, default                 8.0-18 ms (timings cluster at 8 ms: the stall)
-    OpenMP + OMP_WAIT_POLICY=passive  3.9 ms
-    workqueue                        4.1 ms      (im2col alone ~1.1 ms, the GEMM alone ~1.6 ms)
-and for shape (e) (N=1, 256->256, 28x28): 8.5-12 ms, 5.1 ms, 4.6-5.6 ms. Both fixes work equally;
-workqueue is chosen because it is local to Numba: OMP_WAIT_POLICY would have to be in the
-environment before any library loads libgomp, and it would also change every other OpenMP user in
-the process (PyTorch too). The price: waking workqueue's sleeping threads costs ~0.15 ms per
-parallel call (spinning OpenMP: ~3 us; passive OpenMP: ~0.08 ms; measured again later: 0.02 ms
-at best, 0.08-0.14 ms typically), which only matters for small arrays (see SERIAL_BELOW).
-Caveats: workqueue does not allow two Python threads to run kernels at the same time, and the
-choice is global to Numba in this process and must come before the first parallel call anywhere
-(after that the layer is fixed).
-Measured again with the tiled convolution kernels (quiet machine, scripts/bench.py): workqueue's
-sleeping threads sometimes do not run at the same time (a parallel loop of two 1 ms halves took
-1.1-1.3 ms in most calls, 2.4-2.6 ms in one call of five; OpenMP: always 1.1-1.3 ms), which
-leaves shapes (b) and (e) at 1.6-2.5x torch and relu at 2-3x, where NUMBA_THREADING_LAYER=omp
-gives 1.3-1.6x and relu 0.8-1.0x. But with OpenMP, trap 1 is back wherever NumPy's BLAS follows
-a kernel: linear(64x4096 @ 4096x128) right after a conv took 0.66 ms median with workqueue, 2.8 ms
-(max 15 ms) with OpenMP; and GNU OpenMP is not fork-safe. workqueue stays the default; set
-NUMBA_THREADING_LAYER=omp to trade.
+Threading: Numba runs `prange` loops on one of three thread pools ("threading layers"). This
+module asks for TBB first, then workqueue (unless NUMBA_THREADING_LAYER or
+NUMBA_THREADING_LAYER_PRIORITY is set in the environment: the user's choice wins). TBB comes with
+minicnn on Linux and Windows x86-64 (the `tbb` package); elsewhere workqueue, Numba's own pool,
+takes over. Never OpenMP (GNU libgomp) by default: its worker threads keep spinning for a while
+after each parallel loop and so steal both cores from the OpenBLAS threads of the matrix product
+that follows (trap 1 of the project's PERFORMANCE.md notes).
+Measured on the 2-core machine (quiet, medians of 41 calls, `python scripts/bench.py` shapes):
+                                        tbb     workqueue   omp
+    conv2d forward (b) / (e), ms        1.83/4.40   2.22/6.61   1.78/4.32
+    conv2d backward dx+dw (b) / (e)     3.77/13.9   4.74/19.6   3.57/13.4
+    train_step shapes_cam / shapes_vgg  82/98       118/109     78/132
+    NumPy's (64,4096)@(4096,128) right after a conv: max 8.5 ms, 13 ms, 36 ms (median 0.5-0.6 all)
+workqueue's sleeping threads sometimes do not start together (a parallel loop of two 1 ms halves
+took 2.4-2.6 ms in one call of five), which is why it is only the fallback. Caveats: the choice
+is global to Numba in this process and is fixed by the first parallel call anywhere; workqueue
+(the fallback) does not allow two Python threads to run kernels at the same time.
 
 BLAS inside kernels: np.dot in a Numba kernel calls SciPy's OpenBLAS (not NumPy's). The tiled
 kernels run one tile per thread, so that BLAS must run single-threaded: _blas_for_tiles sets it so
@@ -69,6 +61,7 @@ glibc without faults after the first call (relu on 6.4 MB or 16.8 MB: the same t
 without mallopt), so minicnn does not change glibc's settings.
 """
 import os
+import threading
 
 import numba
 import numpy as np
@@ -76,8 +69,9 @@ from numba import njit, prange
 
 from .shapes import conv2d_output_shape
 
-if "NUMBA_THREADING_LAYER" not in os.environ:  # the user's choice wins
-    numba.config.THREADING_LAYER = "workqueue"
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):  # the user's choice wins
+    numba.config.THREADING_LAYER = "default"  # the first of the priority list that loads
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 RELU_RULES = ("gradient", "deconvnet", "guided")  # the code passed to the kernel is the position
 
@@ -217,6 +211,8 @@ def col2im(cols, input_shape, kernel_size, stride, padding):
 
 TILE_COLUMNS = 256  # output positions per tile (at most), see _bands; more for small weights:
 SMALL_GEMM = 10**6  # multiply-adds up to which OpenBLAS uses its kernel for small matrices, see _tile_columns
+WEIGHT_GRAD_COLUMNS = 512  # output positions per band in conv2d_weight_grad, and the size of the
+WEIGHT_GRAD_CHUNK_BYTES = 1 << 20  # largest chunk's columns: see conv2d_weight_grad
 
 
 @njit(cache=True)
@@ -246,10 +242,11 @@ def _zero_outside(row, start, stop, wo, first, last):
 
 
 @njit(cache=True)
-def _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols):
-    """The im2col columns of sample b, output rows oh0 <= oh < oh1 only: cols (C*kh*kw, (oh1-oh0)*Wo).
+def _im2col_tile(x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols):
+    """The im2col columns of sample b, channels c0 <= c < c0 + kc and output rows oh0 <= oh < oh1
+    only: cols (kc*kh*kw, (oh1-oh0)*Wo), kc given by the size of cols.
 
-    The same numbers as im2col(x[b:b+1])[:, oh0*Wo : oh1*Wo], written into a small buffer. Serial:
+    The same numbers as im2col(x[b:b+1, c0:c0+kc])[:, oh0*Wo : oh1*Wo], written into a small buffer. Serial:
     each thread fills its own tiles. x must be C-contiguous. Three things make it fast on small
     images, where rows are short (each measured; together, for shape (b): 4.1 -> 0.4 ms per batch):
     the window offset (i, j) is the outer loop and the channel the inner one, so that _valid_range
@@ -258,6 +255,7 @@ def _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols):
     _copy_into only pays off from a few dozen numbers on.
     """
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    kc = cols.shape[0] // (kh * kw)
     x_flat = x.reshape(-1)  # x[b, ch, r, q] = x_flat[((b*C + ch)*H + r)*W + q]
     for i in range(kh):
         top, bottom = _valid_range(i, sh, ph, h, oh1)  # output rows whose tap row is inside x ...
@@ -266,18 +264,18 @@ def _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols):
         for j in range(kw):
             first, last = _valid_range(j, sw, pw, w, wo)  # output columns whose tap is inside x
             first, last = min(first, wo), min(last, wo)
-            for ch in range(c):
+            for ch in range(kc):
                 row = cols[(ch * kh + i) * kw + j]
                 row[: (top - oh0) * wo] = 0  # windows whose tap lies in the top padding
                 row[(bottom - oh0) * wo :] = 0  # ... in the bottom padding
                 if sh == 1 and sw == 1 and wo == w and top < bottom and first < last:  # see _same_width_run
-                    d, s, length = _same_width_run(b, c, ch, h, w, i, j, ph, pw, oh0, top, bottom, first, last)
+                    d, s, length = _same_width_run(b, c, c0 + ch, h, w, i, j, ph, pw, oh0, top, bottom, first, last)
                     _copy_into(row[d : d + length], x_flat[s : s + length])
                     _zero_outside(row, (top - oh0) * wo, (bottom - oh0) * wo, wo, first, last)
                     continue
                 for oh in range(top, bottom):
                     d = (oh - oh0) * wo  # where output row oh starts in this tile
-                    s = ((b * c + ch) * h + oh * sh + i - ph) * w + first * sw + j - pw  # its first tap
+                    s = ((b * c + c0 + ch) * h + oh * sh + i - ph) * w + first * sw + j - pw  # its first tap
                     for q in range(first):  # taps in the left padding
                         row[d + q] = 0
                     for q in range(last, wo):  # ... in the right padding
@@ -304,7 +302,7 @@ def _conv2d_tile(x, w2d, bias, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, produc
     A serial function of contiguous arrays, so that np.dot hands them to BLAS without copying
     (inside a parallel loop, slices lose the knowledge that they are contiguous)."""
     _, f, ho, wo = y.shape
-    _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
+    _im2col_tile(x, b, 0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
     np.dot(w2d, cols, product)  # (F, C*kh*kw) @ (C*kh*kw, m) -> (F, m), one BLAS call
     y_flat = y.reshape(-1)
     m = product.shape[1]
@@ -321,15 +319,17 @@ def _add_bias_into(dst, src, bias):
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, threads):
-    """The loops of conv2d (see there): x (N, C, H, W), w2d (F, C*kh*kw), bias (F,) -> y (N, F, Ho, Wo)."""
+def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, scratch):
+    """The loops of conv2d (see there): x (N, C, H, W), w2d (F, C*kh*kw), bias (F,) -> y (N, F, Ho, Wo);
+    scratch (threads, (C*kh*kw + F) * most columns of a tile): each thread's buffers."""
     n = x.shape[0]
     f, k = w2d.shape
+    threads = scratch.shape[0]
     y = np.empty((n, f, ho, wo), dtype=x.dtype)
     most = -(-ho // bands) * wo  # columns of the largest tile
     for t in prange(threads):  # one iteration per thread, with its own buffers
-        cols_buffer = np.empty(k * most, dtype=x.dtype)
-        product_buffer = np.empty(f * most, dtype=x.dtype)
+        cols_buffer = scratch[t, : k * most]
+        product_buffer = scratch[t, k * most : (k + f) * most]
         for tile in range(t, n * bands, threads):  # tiles t, t + threads, ...: each writes its own part of y
             b, oh0, oh1 = _tile_rows(tile, bands, ho)
             m = (oh1 - oh0) * wo
@@ -340,40 +340,65 @@ def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, threads):
 
 
 @njit(cache=True)
-def _weight_grad_tile(dy, x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, dw_t):
-    """One tile of the transposed weight gradient: dw_t += cols (C*kh*kw, m) @ dy[b, :, oh0:oh1, :].T (m, F).
+def _weight_grad_tile(dy, x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, dw_t_rows):
+    """One tile of the transposed weight gradient, channels c0 <= c < c0 + kc of sample b, output
+    rows oh0 <= oh < oh1: dw_t_rows (kc*kh*kw, F) += cols (kc*kh*kw, m) @ dy[b, :, oh0:oh1, :].T (m, F).
 
-    dw_t is dw transposed, (C*kh*kw, F): BLAS was 10-30% faster on the benchmark and shapes_vgg
-    tiles in this orientation than computing dy_tile @ cols.T (measured, one thread)."""
+    dw_t is dw transposed, (C*kh*kw, F): its rows for a chunk of channels are one contiguous block,
+    and BLAS was 10-30% faster on the benchmark and shapes_vgg tiles in this orientation than
+    computing dy_tile @ cols.T (measured, one thread)."""
     _, f, ho, wo = dy.shape
-    _im2col_tile(x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
+    _im2col_tile(x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
     dy_flat = dy.reshape(-1)
     m = dy_tile.shape[1]
     for g in range(f):  # gather the tile's part of dy into one contiguous (F, m) matrix
         start = ((b * f + g) * ho + oh0) * wo
         _copy_into(dy_tile[g], dy_flat[start : start + m])
     np.dot(cols, dy_tile.T, product)  # dy_tile.T: BLAS reads dy_tile transposed, no copy
-    _add_into(dw_t.reshape(-1), product.reshape(-1))
+    _add_into(dw_t_rows.reshape(-1), product.reshape(-1))
+
+
+@njit(cache=True)
+def _transpose_into(dst, src):
+    """dst = src.T for src (R, F) and dst (F, R) (dst may be a slice of a larger array), in 32 x 32
+    blocks: a block's rows of src and of dst stay in cache while it is copied."""
+    r, f = src.shape
+    for r0 in range(0, r, 32):
+        for g0 in range(0, f, 32):
+            for g in range(g0, min(g0 + 32, f)):
+                for k in range(r0, min(r0 + 32, r)):
+                    dst[g, k] = src[k, g]
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_weight_grad_tiled(dy, x, kh, kw, sh, sw, ph, pw, bands, threads):
-    """The loops of conv2d_weight_grad (see there): one partial dw.T (C*kh*kw, F) per thread."""
+def _conv2d_weight_grad_tiled(dy, x, kh, kw, sh, sw, ph, pw, chunks, band, scratch):
+    """The loops of conv2d_weight_grad (see there): dy (N, F, Ho, Wo), x (N, C, H, W) -> dw (F, C*kh*kw);
+    scratch (threads, (most + F) * band*Wo + 2 * most * F), most = the rows of the largest chunk's columns."""
     n, f, ho, wo = dy.shape
-    k = x.shape[1] * kh * kw
-    partial = np.zeros((threads, k, f), dtype=x.dtype)  # thread t adds into partial[t] only: no races
-    most = -(-ho // bands) * wo
-    for t in prange(threads):
-        cols_buffer = np.empty(k * most, dtype=x.dtype)
-        dy_buffer = np.empty(f * most, dtype=x.dtype)
-        product = np.empty((k, f), dtype=x.dtype)
-        for tile in range(t, n * bands, threads):
-            b, oh0, oh1 = _tile_rows(tile, bands, ho)
-            m = (oh1 - oh0) * wo
-            cols = cols_buffer[: k * m].reshape(k, m)
-            dy_tile = dy_buffer[: f * m].reshape(f, m)
-            _weight_grad_tile(dy, x, b, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, partial[t])
-    return partial
+    c = x.shape[1]
+    threads = scratch.shape[0]
+    dw = np.empty((f, c * kh * kw), dtype=x.dtype)
+    most = -(-c // chunks) * kh * kw
+    m = band * wo
+    for t in prange(threads):  # one iteration per thread, with its own buffers
+        cols_buffer = scratch[t, : most * m]
+        dy_buffer = scratch[t, most * m : (most + f) * m]
+        product_buffer = scratch[t, (most + f) * m : (most + f) * m + most * f]
+        sum_buffer = scratch[t, (most + f) * m + most * f : (most + f) * m + 2 * most * f]
+        for chunk in range(t, chunks, threads):  # a chunk of x's channels: its columns of dw
+            c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks  # belong to this thread alone
+            rows = (c1 - c0) * kh * kw
+            dw_t_rows = sum_buffer[: rows * f].reshape(rows, f)  # the chunk's rows of dw.T
+            dw_t_rows[:] = 0
+            for b in range(n):  # every sample and every band of output rows adds to them
+                for oh0 in range(0, ho, band):
+                    oh1 = min(oh0 + band, ho)
+                    k = (oh1 - oh0) * wo
+                    _weight_grad_tile(dy, x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw,
+                                      cols_buffer[: rows * k].reshape(rows, k), dy_buffer[: f * k].reshape(f, k),
+                                      product_buffer[: rows * f].reshape(rows, f), dw_t_rows)
+            _transpose_into(dw[:, c0 * kh * kw : c1 * kh * kw], dw_t_rows)
+    return dw
 
 
 @njit(cache=True)
@@ -423,16 +448,19 @@ def _conv_transpose2d_tile(y, w2d_t, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, y_
 
 
 @njit(parallel=True, cache=True)
-def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks, band, threads):
+def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks, band, scratch):
     """The loops of conv_transpose2d (see there): y (N, F, Ho, Wo), w2d_t = w.reshape(F, -1).T
-    (C*kh*kw, F), bias (C,) -> x (N, C, H, W)."""
+    (C*kh*kw, F), bias (C,) -> x (N, C, H, W); scratch (threads, (F + most) * band*Wo), most = the
+    rows of the largest chunk's columns."""
     n, f, ho, wo = y.shape
     c = w2d_t.shape[0] // (kh * kw)
+    threads = scratch.shape[0]
     x = np.empty((n, c, h, w), dtype=y.dtype)
     most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
+    m = band * wo
     for t in prange(threads):  # one iteration per thread, with its own buffers
-        y_buffer = np.empty(f * band * wo, dtype=y.dtype)
-        cols_buffer = np.empty(most * band * wo, dtype=y.dtype)
+        y_buffer = scratch[t, : f * m]
+        cols_buffer = scratch[t, f * m : (f + most) * m]
         for tile in range(t, n * chunks, threads):  # a tile: one sample, a chunk of x's channels
             b, chunk = tile // chunks, tile % chunks
             c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks
@@ -488,6 +516,29 @@ def _blas_for_tiles():
     return numba.get_num_threads()
 
 
+_SCRATCH = threading.local()  # one scratch buffer per Python thread that calls the kernels
+
+
+def _scratch(threads, per_thread, dtype):
+    """A (threads, per_thread) array of scratch space for the tiled kernels, kept between calls.
+
+    Trap 2 of PERFORMANCE.md: a kernel that allocated its buffers on every call handed them back at
+    the end, and glibc returns freed blocks of a few MB to the OS, so the next call faulted them in
+    again at ~5 GB/s. Measured, weight gradient of benchmark e: 6.3 ms with fresh buffers, 3.8 ms with
+    kept ones. So the buffers are cut from one block that grows to the largest size asked for and
+    stays (a few MB; ~20 MB after VGG16), one block per Python thread (two threads never share one).
+    Each thread's row starts on a 64-byte cache line, so no two threads write to one line.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    per_thread = -(-per_thread * itemsize // 64) * 64 // itemsize  # round up to whole cache lines
+    block = getattr(_SCRATCH, "block", None)
+    need = threads * per_thread * itemsize + 64
+    if block is None or block.size < need:
+        block = _SCRATCH.block = np.empty(need, dtype=np.uint8)
+    start = -block.ctypes.data % 64  # the first cache-line boundary in the block
+    return block[start : start + threads * per_thread * itemsize].view(dtype).reshape(threads, per_thread)
+
+
 def _tile_columns(f, k):
     """Output positions per tile when each tile multiplies (F, k) by (k, positions), or the transpose.
 
@@ -534,7 +585,9 @@ def conv2d(x, w, b, stride, padding):
     bands = _bands(n, ho, wo, threads, _tile_columns(f, c * kh * kw))
     bias = np.zeros(f, dtype=x.dtype) if b is None else np.ascontiguousarray(b)
     w2d = np.ascontiguousarray(w).reshape(f, -1)
-    return _conv2d_tiled(np.ascontiguousarray(x), w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, threads)
+    most = -(-ho // bands) * wo  # columns of the largest tile
+    scratch = _scratch(threads, (c * kh * kw + f) * most, x.dtype)
+    return _conv2d_tiled(np.ascontiguousarray(x), w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, scratch)
 
 
 def conv_transpose2d(y, w, b, output_hw, stride, padding):
@@ -560,16 +613,27 @@ def conv_transpose2d(y, w, b, output_hw, stride, padding):
     band = max(1, min(ho, columns // wo))  # rows of y per band
     bias = np.zeros(c, dtype=y.dtype) if b is None else np.ascontiguousarray(b)
     w2d_t = np.ascontiguousarray(w.reshape(f, -1).T)  # (C*kh*kw, F)
+    most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
+    scratch = _scratch(threads, (f + most) * band * wo, y.dtype)
     return _conv_transpose2d_tiled(np.ascontiguousarray(y), w2d_t, bias, h, wd, kh, kw, sh, sw, ph, pw,
-                                   chunks, band, threads)
+                                   chunks, band, scratch)
 
 
 def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
     """dw (F, C, kh, kw) of y = conv2d(x, w) given dy (N, F, Ho, Wo): dy_rows @ im2col(x).T.
 
     dw[f, c, i, j] = sum over (n, oh, ow) of dy[n, f, oh, ow] * x_padded[n, c, oh*sh + i, ow*sw + j].
-    Computed tile by tile like conv2d: each thread adds its tiles' products into its own partial
-    sum, and the partial sums are added at the end. NumPy twin: minicnn.im2col.conv2d_weight_grad.
+    Computed tile by tile, as dw.T = im2col(x) @ dy_rows.T: each thread owns chunks of x's channels
+    (their rows of dw.T, i.e. their columns of dw), and adds into them the product of every (sample,
+    band of WEIGHT_GRAD_COLUMNS output positions); a chunk's columns are at most
+    WEIGHT_GRAD_CHUNK_BYTES, so that they stay in the core's cache (measured over 8 shapes, bands of
+    256-2048 positions x chunks of 0.25-2 MB: this pair was within 4% of each shape's best on average).
+    Measured on the 2-core machine, ms, against the first tiled design (tiles of samples, one partial
+    dw per thread, summed at the end): N=1 256->256 28x28 (benchmark e) 5.3-8.0 -> 4.6-5.2;
+    N=1 512->512 14x14 (a VGG16 layer) 19.6 -> 5.2-6.1; N=64 16->16 64x64 (shapes_vgg) 13.2 -> 9.0-9.7;
+    benchmarks b and c about the same (1.9, 10). With fewer channels than threads (RGB input)
+    a thread may have less to do than another.
+    NumPy twin: minicnn.im2col.conv2d_weight_grad.
     """
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     n, f, ho, wo = dy.shape
@@ -578,20 +642,15 @@ def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
         raise ValueError(f"dy has shape {dy.shape}, but a conv of x {x.shape} gives outputs of size "
                          f"{conv2d_output_shape(x.shape[2:], kernel_size, stride, padding)}")
     threads = _blas_for_tiles()
-    bands = _bands(n, ho, wo, threads, _tile_columns(f, c * kh * kw))
-    partial = _conv2d_weight_grad_tiled(np.ascontiguousarray(dy), np.ascontiguousarray(x),
-                                        kh, kw, sh, sw, ph, pw, bands, threads)
-    return _transposed(partial.sum(axis=0)).reshape(f, c, kh, kw)  # sum the threads' dw.T, transpose
-
-
-def _transposed(a, block=64):
-    """a.T of a 2D array as a new C-contiguous array, copied in bands of `block` rows of a: each
-    band stays in cache. (np.ascontiguousarray(a.T) reads a whole column of a for every row it
-    writes: 2.6 ms for benchmark e's (2304, 256) dw.T, 0.4 ms in bands; measured.)"""
-    out = np.empty(a.shape[::-1], dtype=a.dtype)
-    for start in range(0, a.shape[0], block):
-        out[:, start : start + block] = a[start : start + block].T
-    return out
+    band = max(1, min(ho, WEIGHT_GRAD_COLUMNS // max(1, wo)))  # rows of dy per band
+    most_rows = max(kh * kw, WEIGHT_GRAD_CHUNK_BYTES // (band * wo * x.itemsize))  # of a chunk's columns
+    chunks = -(-(c * kh * kw) // most_rows)  # chunks of x's channels, as many as that takes ...
+    chunks = max(1, min(c, -(-chunks // threads) * threads))  # ... rounded up to share them evenly
+    most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
+    scratch = _scratch(threads, (most + f) * band * wo + 2 * most * f, x.dtype)
+    dw = _conv2d_weight_grad_tiled(np.ascontiguousarray(dy), np.ascontiguousarray(x),
+                                   kh, kw, sh, sw, ph, pw, chunks, band, scratch)
+    return dw.reshape(f, c, kh, kw)
 
 
 def im2col_tile(x, sample, rows, kernel_size, stride, padding):
@@ -606,7 +665,7 @@ def im2col_tile(x, sample, rows, kernel_size, stride, padding):
     if not 0 <= start <= stop <= ho or not 0 <= sample < x.shape[0]:
         raise ValueError(f"sample {sample} and rows {rows} must lie in [0, {x.shape[0]}) and [0, {ho}]")
     cols = np.empty((x.shape[1] * kh * kw, (stop - start) * wo), dtype=x.dtype)
-    _im2col_tile(np.ascontiguousarray(x), sample, start, stop, kh, kw, sh, sw, ph, pw, wo, cols)
+    _im2col_tile(np.ascontiguousarray(x), sample, 0, start, stop, kh, kw, sh, sw, ph, pw, wo, cols)
     return cols
 
 

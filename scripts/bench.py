@@ -6,7 +6,8 @@
     python scripts/bench.py --no-vgg --no-train --shapes b c e --repeat 9   # the convolution targets
 
 Both libraries run on the same threads (torch.set_num_threads = the number of cores). Each time is
-the median of --repeat runs after --warmup runs. ratio = minicnn time / torch time (lower is better).
+the median of --repeat runs, timed in three alternating rounds per library (minicnn, torch,
+minicnn, ...), each after --warmup runs and a 50 ms pause (see paired_median_ms). ratio = minicnn time / torch time (lower is better).
 Pooling, un-pooling and ReLU run on the convolution's output (N, F, H, W), with a 2x2 window.
 The last rows time one training step (forward, cross-entropy, backward, Adam update) of the
 shapes models at batch 64 on 64x64 images, minicnn's train_step against the same network in torch.
@@ -39,6 +40,22 @@ def median_ms(fn, repeat, warmup):
         fn()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+def paired_median_ms(ours, theirs, repeat, warmup, rounds=3):
+    """Median times (ms) of ours and theirs (None: nan), timed in alternating rounds with a short
+    pause between them: each library's worker threads may spin for a while after its last call
+    (PERFORMANCE.md, trap 1), and the pause keeps that from landing on the other library's clock;
+    the rounds spread any slow phase of the machine over both."""
+    ours_times, theirs_times = [], []
+    per_round = max(1, -(-repeat // rounds))
+    for _ in range(rounds):
+        for fn, times in ((ours, ours_times), (theirs, theirs_times)):
+            if fn is None:
+                continue
+            time.sleep(0.05)
+            times.append(median_ms(fn, per_round, warmup))
+    return statistics.median(ours_times), (statistics.median(theirs_times) if theirs_times else float("nan"))
 
 
 def minicnn_cases(x, w, dy, pooled, switches, padding):
@@ -89,9 +106,7 @@ def bench_shape(name, torch, repeat, warmup):
     theirs = torch_cases(torch, x, w, dy, pooled, switches, p) if torch else {}
     rows = []
     for op, fn in ours.items():
-        ours_ms = median_ms(fn, repeat, warmup)
-        torch_ms = median_ms(theirs[op], repeat, warmup) if op in theirs else float("nan")
-        rows.append((op, name, ours_ms, torch_ms))
+        rows.append((op, name, *paired_median_ms(fn, theirs.get(op), repeat, warmup)))
     return rows
 
 
@@ -110,23 +125,23 @@ def bench_vgg16(torch, repeat, warmup):
         seed[0, scores[0].argmax()] = 1
         return net.backward(seed, param_grads=False)
 
-    rows = [("VGG16 forward", "224", median_ms(lambda: net.forward(x), repeat, warmup)),
-            ("VGG16 forward + input grad", "224", median_ms(saliency_pass, repeat, warmup))]
-    if not torch:
-        return [(op, shape, ms, float("nan")) for op, shape, ms in rows]
-    tnet = torch_twin(torch, net).eval()
-    tx = torch.tensor(x)
+    torch_forward = torch_saliency = None
+    if torch:
+        tnet = torch_twin(torch, net).eval()
+        tx = torch.tensor(x)
 
-    def torch_saliency():
-        xg = tx.clone().requires_grad_(True)
-        scores = tnet(xg)
-        scores[0, scores[0].argmax()].backward()
-        return xg.grad
+        def torch_forward():
+            with torch.no_grad():
+                return tnet(tx)
 
-    with torch.no_grad():
-        forward_ms = median_ms(lambda: tnet(tx), repeat, warmup)
-    saliency_ms = median_ms(torch_saliency, repeat, warmup)
-    return [(rows[0][0], "224", rows[0][2], forward_ms), (rows[1][0], "224", rows[1][2], saliency_ms)]
+        def torch_saliency():
+            xg = tx.clone().requires_grad_(True)
+            scores = tnet(xg)
+            scores[0, scores[0].argmax()].backward()
+            return xg.grad
+
+    return [("VGG16 forward", "224", *paired_median_ms(lambda: net.forward(x), torch_forward, repeat, warmup)),
+            ("VGG16 forward + input grad", "224", *paired_median_ms(saliency_pass, torch_saliency, repeat, warmup))]
 
 
 def bench_training(torch, repeat, warmup, batch=64):
@@ -140,8 +155,7 @@ def bench_training(torch, repeat, warmup, batch=64):
     for name in ("shapes_cam", "shapes_vgg"):
         net = getattr(models, name)(seed=0).train()
         optimizer = Adam(net)
-        ours_ms = median_ms(lambda: train_step(net, optimizer, x, labels), repeat, warmup)
-        torch_ms = float("nan")
+        torch_step = None
         if torch:
             tnet = torch_twin(torch, net).train()
             toptimizer = torch.optim.Adam(tnet.parameters(), lr=1e-3)
@@ -152,7 +166,7 @@ def bench_training(torch, repeat, warmup, batch=64):
                 torch.nn.functional.cross_entropy(tnet(tx), tlabels).backward()
                 toptimizer.step()
 
-            torch_ms = median_ms(torch_step, repeat, warmup)
+        ours_ms, torch_ms = paired_median_ms(lambda: train_step(net, optimizer, x, labels), torch_step, repeat, warmup)
         rows.append((f"train_step {name}", str(batch), ours_ms, torch_ms))
     return rows
 
@@ -212,9 +226,9 @@ def main(argv=None):
     for name in args.shapes:
         rows += bench_shape(name, torch, args.repeat, args.warmup)
     if not args.no_vgg:
-        rows += bench_vgg16(torch, max(3, args.repeat // 3), 1)
+        rows += bench_vgg16(torch, max(6, args.repeat // 2), 1)
     if not args.no_train:
-        rows += bench_training(torch, max(3, args.repeat // 3), 2)
+        rows += bench_training(torch, max(6, args.repeat // 2), 1)
     for op, shape, ours_ms, torch_ms in sorted(rows, key=lambda r: (r[0], r[1])):
         print(f"{op:28s} {shape:>5s} {ours_ms:11.2f} {torch_ms:9.2f} {ours_ms / torch_ms:6.2f}")
 

@@ -34,7 +34,13 @@ def first_calls():
         name = np.dtype(dtype).name
         x = np.arange(2 * 3 * 6 * 5, dtype=dtype).reshape(2, 3, 6, 5)
         geometry = ((3, 2), (2, 1), (1, 1))
+        w = np.ones((4, 3, 3, 2), dtype=dtype)
         calls = {
+            "conv2d (tiled)": lambda: kernels.conv2d(x, w, None, *geometry[1:]),
+            "conv2d_weight_grad (tiled)": lambda: kernels.conv2d_weight_grad(
+                kernels.conv2d(x, w, None, *geometry[1:]), x, *geometry),
+            "conv_transpose2d (tiled)": lambda: kernels.conv_transpose2d(
+                kernels.conv2d(x, w, None, *geometry[1:]), w, None, x.shape[2:], *geometry[1:]),
             "im2col": lambda: kernels.im2col(x, *geometry),
             "col2im": lambda: kernels.col2im(kernels.im2col(x, *geometry), x.shape, *geometry),
             "max_pool": lambda: kernels.max_pool(x, *geometry),

@@ -121,12 +121,12 @@ def tile_columns(size):
     if size is None:
         yield
         return
-    saved = kernels.TILE_COLUMNS, kernels.SMALL_GEMM
-    kernels.TILE_COLUMNS, kernels.SMALL_GEMM = size, 0  # no wider tiles for small weights
+    saved = kernels.TILE_COLUMNS, kernels.SMALL_GEMM, kernels.WEIGHT_GRAD_COLUMNS
+    kernels.TILE_COLUMNS, kernels.SMALL_GEMM, kernels.WEIGHT_GRAD_COLUMNS = size, 0, size  # no wider tiles
     try:
         yield
     finally:
-        kernels.TILE_COLUMNS, kernels.SMALL_GEMM = saved
+        kernels.TILE_COLUMNS, kernels.SMALL_GEMM, kernels.WEIGHT_GRAD_COLUMNS = saved
 
 
 def assert_sums_close(got, want, magnitude, dtype):
@@ -190,7 +190,7 @@ def test_conv_transpose2d_equals_reference(case, filters, with_bias, size):
 
 def test_tiled_conv_on_one_sample_cut_into_bands():
     """N=1 (the shape of benchmark e): the work is shared by cutting the sample into row bands
-    (conv2d, conv2d_weight_grad) or channel chunks (conv_transpose2d)."""
+    (conv2d) or channel chunks (conv2d_weight_grad, conv_transpose2d), and bands one after another."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 5, 13, 11))
     w = rng.standard_normal((3, 5, 3, 3))
