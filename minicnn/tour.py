@@ -297,9 +297,34 @@ def run_tour(subject, out, progress=True):
             tqdm.write(f"[{number:2d}/{len(SECTIONS)}] {describe(results[-1])}", file=sys.stderr)
     bar.close()
     seconds = time.perf_counter() - started
+    gallery = gallery_figure(out, results, out / GALLERY)
     index = out / "index.html"
-    index.write_text(index_html(subject, results, seconds), encoding="utf-8")
+    index.write_text(index_html(subject, results, seconds, gallery is not None), encoding="utf-8")
     return index, results
+
+
+GALLERY = "gallery.png"  # one picture of the whole tour: the first figure of every section
+
+
+def gallery_figure(out, results, path, ncols=5, thumbnail=360):
+    """A contact sheet of the tour: the first figure of each section that made one, shrunk to fit a
+    `thumbnail`-pixel square, under its section's title. Saved at `path`; returns the Figure (None if
+    no section made a figure)."""
+    from PIL import Image
+
+    firsts = [(r.title, next(item.file for item in r.items if isinstance(item, Panel))) for r in results
+              if any(isinstance(item, Panel) for item in r.items)]
+    if not firsts:
+        return None
+    fig, axes = plot.grid_figure(len(firsts), ncols=ncols, cell_inches=2.6)
+    for ax, (title, file) in zip(axes, firsts):
+        with Image.open(out / file) as picture:
+            picture = picture.convert("RGB")
+            picture.thumbnail((thumbnail, thumbnail))
+            ax.imshow(np.asarray(picture))
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("minicnn tour: one figure from each section (all of them in index.html)", fontsize=11)
+    return plot.save_figure(fig, path)
 
 
 def run_section(tour, key, title, lesson, make):
@@ -869,8 +894,9 @@ td:first-child, th:first-child { text-align: left; }
 """
 
 
-def index_html(subject, results, seconds):
-    """The gallery page: a heading per section, each figure with its caption, skipped sections' reasons."""
+def index_html(subject, results, seconds, with_gallery=False):
+    """The gallery page: the contact sheet (if made), then a heading per section, each figure with its
+    caption, skipped sections' reasons."""
     escape = html.escape
     nav = " ".join(f'<a href="#{r.key}">{escape(r.title)}</a>' for r in results)
     body = [f"<h1>minicnn tour: visualizing CNNs</h1>",
@@ -878,6 +904,9 @@ def index_html(subject, results, seconds):
             f'<p class="meta">{len(results)} sections in {seconds:.0f} s. Each section names the lesson '
             f"(in lessons/) that explains it step by step.</p>",
             f"<nav>{nav}</nav>"]
+    if with_gallery:
+        body.append(f'<figure><img src="{GALLERY}" alt="the whole tour at a glance"><figcaption>The tour at a '
+                    "glance: the first figure of every section. Each is shown full size below.</figcaption></figure>")
     for number, result in enumerate(results, start=1):
         body.append(section_html(number, result))
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

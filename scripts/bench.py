@@ -4,6 +4,7 @@
     python scripts/bench.py --shapes b c    # a subset
     python scripts/bench.py --repeat 20
     python scripts/bench.py --no-vgg --no-train --shapes b c e --repeat 9   # the convolution targets
+    python scripts/bench.py --markdown bench.md   # also write the tables as Markdown (the README's)
 
 Both libraries run on the same threads (torch.set_num_threads = the number of cores). Each time is
 the median of --repeat runs, timed in three alternating rounds per library (minicnn, torch,
@@ -202,6 +203,31 @@ def torch_twin(torch, net):
     return nn.Sequential(*modules)
 
 
+SHAPE_TITLES = {name: f"({name}) N{n} {c}->{f} {h}x{w}" for name, (n, c, f, h, w, _, _) in SHAPES.items()}
+
+
+def cell(ours_ms, torch_ms):
+    return f"{ours_ms:.2f} / {torch_ms:.2f} ({ours_ms / torch_ms:.2f})"
+
+
+def markdown(rows, header):
+    """The rows as Markdown: one table of the ops by benchmark shape, one of the whole-network rows."""
+    shapes = [name for name in SHAPES if any(row[1] == name for row in rows)]
+    ops_in_order = list(dict.fromkeys(op for op, shape, _, _ in rows if shape in SHAPES))
+    by_key = {(op, shape): (ours, theirs) for op, shape, ours, theirs in rows}
+    lines = [header, "", "minicnn ms / torch ms (ratio):", "",
+             "| op | " + " | ".join(SHAPE_TITLES[name] for name in shapes) + " |",
+             "|---|" + "---|" * len(shapes)]
+    for op in ops_in_order:
+        lines.append(f"| {op} | " + " | ".join(cell(*by_key[op, name]) if (op, name) in by_key else "-"
+                                              for name in shapes) + " |")
+    networks = [row for row in rows if row[1] not in SHAPES]
+    if networks:
+        lines += ["", "| whole network | input | minicnn ms / torch ms (ratio) |", "|---|---|---|"]
+        lines += [f"| {op} | {shape} | {cell(ours, theirs)} |" for op, shape, ours, theirs in networks]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
@@ -209,6 +235,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-vgg", action="store_true", help="skip the VGG16 rows")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step rows")
+    parser.add_argument("--markdown", default=None, help="also write the tables as Markdown to this file")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -231,6 +258,16 @@ def main(argv=None):
         rows += bench_training(torch, max(6, args.repeat // 2), 1)
     for op, shape, ours_ms, torch_ms in sorted(rows, key=lambda r: (r[0], r[1])):
         print(f"{op:28s} {shape:>5s} {ours_ms:11.2f} {torch_ms:9.2f} {ours_ms / torch_ms:6.2f}")
+    if args.markdown:
+        import platform
+        import numba
+        shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--markdown", args.markdown)]
+        header = (f"`python scripts/bench.py {' '.join(shown)}`: "
+                  f"{os.cpu_count()} cores ({platform.machine()}), Numba threading layer "
+                  f"`{numba.threading_layer()}`, torch {torch.__version__ if torch else 'not installed'}.")
+        with open(args.markdown, "w") as file:
+            file.write(markdown(rows, header))
+        print(f"Markdown tables written to {args.markdown}")
 
 
 if __name__ == "__main__":

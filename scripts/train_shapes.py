@@ -2,12 +2,16 @@
 
     python scripts/train_shapes.py                          # both models, the shipped settings
     python scripts/train_shapes.py --model shapes_cam --epochs 2 --train-size 2000 --out /tmp/w
+    python scripts/train_shapes.py --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
 
 For each model: generate the training set (data seed --data-seed) and a held-out test set (another
 seed), train with Adam and a cosine learning-rate decay, measure test accuracy, then write
 <out>/<model>.npz, <out>/<model>.json (the model card: architecture, data, optimizer, accuracy,
 training time, SHA-256 of the .npz) and <out>/README.md (a table of all the cards in <out>).
-Same arguments, same weights: every random number comes from the seeds.
+Same arguments, same weights: every random number comes from the seeds (up to the order in which
+the threads add up floating-point sums, which may differ between machines and thread counts).
+--compare-to DIR: after training, compare each model's test accuracy with the card DIR/<model>.json
+and exit with status 1 if they differ by more than REPRODUCE_TOLERANCE (half a percentage point).
 """
 import argparse
 import json
@@ -26,6 +30,7 @@ from minicnn.train import Adam, accuracy, minibatches, train_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SEED_OFFSET = 1000  # the held-out set uses data seed + 1000: never seen in training
+REPRODUCE_TOLERANCE = 0.005  # a re-run's test accuracy must be within this of the card it is compared to
 # The shipped settings per model (each is overridden by its command-line option when given):
 # the CAM network (global average pooling, no fully connected layers) learns slower and needs more epochs.
 MODEL_DEFAULTS = {
@@ -125,6 +130,25 @@ def write_readme(out):
     (out / "README.md").write_text(text)
 
 
+def compare_cards(cards, reference_dir):
+    """Print each new card's test accuracy beside the reference card's; True if all are within tolerance."""
+    all_close = True
+    for card in cards:
+        path = reference_dir / f"{card['model']}.json"
+        if not path.exists():
+            print(f"{card['model']}: no card {path} to compare with")
+            all_close = False
+            continue
+        reference = json.loads(path.read_text())
+        difference = card["test_accuracy"] - reference["test_accuracy"]
+        close = abs(difference) <= REPRODUCE_TOLERANCE
+        all_close &= close
+        print(f"{card['model']}: re-run {100 * card['test_accuracy']:.2f}% in {card['training']['seconds'] / 60:.1f} min, "
+              f"{path} {100 * reference['test_accuracy']:.2f}%: difference {100 * difference:+.2f} points "
+              f"({'within' if close else 'NOT within'} {100 * REPRODUCE_TOLERANCE:.1f})")
+    return all_close
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", default=list(models.PRETRAINED), choices=list(models.PRETRAINED))
@@ -138,20 +162,28 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "weights")
+    parser.add_argument("--compare-to", type=Path, default=None,
+                        help="a folder of model cards (e.g. weights) whose test accuracy the run must reproduce")
     args = parser.parse_args(argv)
+    compare_to = args.compare_to
+    del args.compare_to  # not a training setting: kept out of the model card
 
     start = time.perf_counter()
     train_set = data.make_shapes(args.train_size, seed=args.data_seed, distractor=args.distractor)
     test_set = data.make_shapes(args.test_size, seed=args.data_seed + TEST_SEED_OFFSET, distractor=args.distractor)
     print(f"generated {args.train_size} training and {args.test_size} test images in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
+    cards = []
     for name in args.model:
         settings = {key: value if getattr(args, key) is None else getattr(args, key)
                     for key, value in MODEL_DEFAULTS[name].items()}
         card = train_one(name, argparse.Namespace(**dict(vars(args), **settings)), train_set, test_set)
         print(f"{name}: test accuracy {100 * card['test_accuracy']:.2f}%, {card['training']['seconds']:.0f} s, "
               f"wrote {args.out / card['file']} ({card['bytes'] / 1e6:.2f} MB)", flush=True)
+        cards.append(card)
     write_readme(args.out)
+    if compare_to is not None:
+        return 0 if compare_cards(cards, compare_to) else 1
     return 0
 
 

@@ -105,6 +105,7 @@ def test_tour_writes_index_and_valid_pngs(tour_out):
     parser = ImageSources()
     parser.feed(page)
     assert len(parser.sources) >= len(SECTION_TITLES)
+    assert parser.sources[0] == "gallery.png"  # the contact sheet first (the README's picture)
     for source in parser.sources:
         path = tour_out / source
         assert path.is_file(), source

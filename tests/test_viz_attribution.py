@@ -269,6 +269,23 @@ def test_occlusion_equals_naive_loop(seed, batch, size, stride, fill, batch_size
     np.testing.assert_allclose(result.heatmap, heatmap, atol=1e-14)
 
 
+def test_occlusion_of_a_saturated_float32_network_is_not_flat():
+    """A float32 network so sure of its class that its float32 softmax is exactly 1.0: the drops are
+    measured in float64, so covering the image still changes p and the map is not constant."""
+    net = with_random_biases(gap_net(3, dtype=np.float32), 3)
+    x = random_array(4, (2, 3, 10, 10)).astype(np.float32)
+    scores = net.forward(x).astype(np.float64)
+    margins = scores[:, 0] - scores[:, 1:].max(axis=1)  # how far class 0 leads (or trails)
+    net["fc"].params["bias"][0] += np.float32(25 - margins.min())  # now it leads by 25 logits or more
+    targets = np.zeros(2, dtype=np.int64)
+    assert np.all(ops.softmax(net.forward(x))[:, 0] == 1.0)  # float32 saturates ...
+    result = occlusion(net, x, targets, 3, 1, progress=False)
+    assert result.probability.dtype == np.float64
+    assert np.all(result.base_probability < 1.0)  # ... float64 does not
+    for heat in result.heatmap:
+        assert heat.max() > heat.min()
+
+
 # ----------------------------------------------------------------------------------------------
 # bad inputs: clear errors naming what was given and what is valid
 

@@ -226,6 +226,9 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
 
     heatmap (N, H, W): each pixel gets the MEAN drop over all squares that cover it (pixels no square
     covers, at the bottom/right when the stride does not fit, get 0). Positive = covering it hurts.
+    Probabilities are computed in float64 whatever x's dtype: for a confident float32 network the
+    softmax rounds to exactly 1.0 (when 1 - p < 6e-8), so every square would record a drop of 0 and
+    the map would be flat (measured on shapes_vgg: 15 of 200 held-out images; none in float64).
 
     Occluded copies are built and run `batch_size` at a time, whatever N, H, W: memory stays at
     batch_size images. Returns Occlusion(probability, drop, heatmap, base_probability).
@@ -242,7 +245,7 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
         base = _probabilities(net, x, batch_size)
         targets = check_targets(target, n, base.shape[1])
         base_probability = base[np.arange(n), targets]
-        probability = np.empty((n, ph, pw), dtype=x.dtype)
+        probability = np.empty((n, ph, pw), dtype=np.float64)
         total = n * ph * pw
         with tqdm(total=total, desc="occlusion", unit="image", disable=not progress) as bar:
             for start in range(0, total, batch_size):
@@ -252,7 +255,7 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
                 for b in range(len(image)):
                     rows, cols = slice(i[b] * sh, i[b] * sh + kh), slice(j[b] * sw, j[b] * sw + kw)
                     occluded[b, :, rows, cols] = fill_colors[image[b], :, None, None]
-                p = softmax(net.forward(occluded))
+                p = softmax(net.forward(occluded).astype(np.float64))
                 probability[image, i, j] = p[np.arange(len(image)), targets[image]]
                 bar.update(len(image))
     drop = base_probability[:, None, None] - probability
@@ -285,8 +288,8 @@ def _fill_colors(x, fill):
 
 
 def _probabilities(net, x, batch_size):
-    """softmax(scores) of x, run batch_size images at a time: (N, K)."""
+    """softmax(scores) of x in float64, run batch_size images at a time: (N, K)."""
     chunks = [check_scores(net, forward_checked(net, x[k:k + batch_size])) for k in range(0, len(x), batch_size)]
-    return softmax(np.concatenate(chunks))
+    return softmax(np.concatenate(chunks).astype(np.float64))
 
 
