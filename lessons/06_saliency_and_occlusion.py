@@ -26,7 +26,7 @@ from scipy.ndimage import binary_dilation
 from minicnn import ops
 from minicnn.data import CLASS_NAMES, make_shapes
 from minicnn.models import load_pretrained
-from minicnn.plot import attribution_figure, display_image
+from minicnn.plot import attribution_figure, display_image, sample_grid
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency
 
 OUT = output_dir("06_saliency_and_occlusion")
@@ -51,6 +51,22 @@ def grown(mask, tolerance=2):
 def points_inside(heat, mask):
     """The pointing game: is the map's maximum on the object (its mask grown by 2 px)?"""
     return bool(grown(mask)[np.unravel_index(np.argmax(heat), heat.shape)])
+
+
+# %% [markdown]
+# ## 0. The ground truth
+# Every generated image comes with the exact pixel mask of its object (and of the distractor, when
+# there is one) and the object's tight box: that is what lets us *measure* whether a map points at
+# the object. The figure outlines each mask (white: the object, black: a distractor).
+
+# %%
+title("0. The ground truth: each image's object mask")
+for mask, (y0, x0, y1, x1) in zip(masks, batch.boxes):
+    rows, cols = np.nonzero(mask)
+    assert mask.any() and (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1) == (y0, x0, y1, x1)
+print(f"every mask is non-empty and its tight box is the stored box; object sizes: "
+      f"{', '.join(str(int(m.sum())) for m in masks)} pixels of {masks[0].size}")
+save(sample_grid(batch, n=len(labels)), OUT, "data_with_masks")
 
 
 # %% [markdown]

@@ -618,10 +618,14 @@ def pointing_section(tour):
     rows.append(["centre baseline", "-", f"{centre.sum()}/{n}", f"{100 * centre.mean():.0f}%"])
     overview = [m for m in ["saliency", "guided backprop", "occlusion", "CAM", "Grad-CAM"] if m in methods]
     return [
+        tour.panel(plot.sample_grid(subject.shapes_batch, n=n), "ground_truth",
+                   "The ground truth: each generated image with its object's exact mask outlined in white (a "
+                   "distractor, when there is one, in black). A map scores a hit when its maximum lies inside "
+                   f"the white outline grown by {POINTING_TOLERANCE} px."),
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
-              f"(mask grown by {POINTING_TOLERANCE} px). The README's table does the same on 500 images "
-              "(python scripts/pointing_game.py)."),
+              f"(mask grown by {POINTING_TOLERANCE} px). The README's table does the same on 1000 images "
+              "(python scripts/pointing_game.py --n 1000)."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "
                           "object, which ones also light up the distractor or the background?"),
