@@ -643,7 +643,7 @@ def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
                          f"{conv2d_output_shape(x.shape[2:], kernel_size, stride, padding)}")
     threads = _blas_for_tiles()
     band = max(1, min(ho, WEIGHT_GRAD_COLUMNS // max(1, wo)))  # rows of dy per band
-    most_rows = max(kh * kw, WEIGHT_GRAD_CHUNK_BYTES // (band * wo * x.itemsize))  # of a chunk's columns
+    most_rows = max(kh * kw, WEIGHT_GRAD_CHUNK_BYTES // max(1, band * wo * x.itemsize))  # of a chunk's columns
     chunks = -(-(c * kh * kw) // most_rows)  # chunks of x's channels, as many as that takes ...
     chunks = max(1, min(c, -(-chunks // threads) * threads))  # ... rounded up to share them evenly
     most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
