@@ -21,13 +21,13 @@ import argparse
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import output_dir, save, show, title  # first: it also finds minicnn
-from scipy.ndimage import binary_dilation
 
 from minicnn import ops
 from minicnn.data import CLASS_NAMES, make_shapes
 from minicnn.models import load_pretrained
 from minicnn.plot import attribution_figure, display_image, sample_grid
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency
+from minicnn.viz.pointing import grown_mask, pointing_hits
 
 OUT = output_dir("06_saliency_and_occlusion")
 _parser = argparse.ArgumentParser(add_help=False)
@@ -41,16 +41,6 @@ images, labels, masks = batch.images, batch.labels, batch.masks
 scores = net.forward(images)
 print(f"shapes_vgg is right on {np.sum(scores.argmax(axis=1) == labels)} of {len(labels)} held-out images")
 print("classes:", ", ".join(batch.class_names))
-
-
-def grown(mask, tolerance=2):
-    """The object's mask grown by `tolerance` pixels (a 5 x 5 square neighbourhood for 2)."""
-    return binary_dilation(mask, np.ones((3, 3), dtype=bool), iterations=tolerance)
-
-
-def points_inside(heat, mask):
-    """The pointing game: is the map's maximum on the object (its mask grown by 2 px)?"""
-    return bool(grown(mask)[np.unravel_index(np.argmax(heat), heat.shape)])
 
 
 # %% [markdown]
@@ -100,11 +90,12 @@ print("(the factor p_c in front: when p_c is near 1, p_c can hardly rise any mor
 title("saliency maps of the true class")
 plain = saliency(net, images, labels)
 print(f"gradient {plain.gradient.shape} -> map {plain.map.shape} (max over the 3 colour channels of |dS/dx|)")
-share_on_object = [m[grown(k)].sum() / m.sum() for m, k in zip(plain.map, masks)]
-area_of_object = [grown(k).mean() for k in masks]
+share_on_object = [m[grown_mask(k)].sum() / m.sum() for m, k in zip(plain.map, masks)]
+area_of_object = [grown_mask(k).mean() for k in masks]
+on_object = pointing_hits(plain.map, masks)  # the pointing game (minicnn.viz.pointing): max on the grown mask?
 for n in range(len(images)):
     print(f"  image {n} {CLASS_NAMES[labels[n]]:>14}: object (grown) covers {area_of_object[n]:5.1%} of the image "
-          f"and holds {share_on_object[n]:5.1%} of the saliency; max on the object: {points_inside(plain.map[n], masks[n])}")
+          f"and holds {share_on_object[n]:5.1%} of the saliency; max on the object: {on_object[n]}")
 assert np.mean(share_on_object) > np.mean(area_of_object), "saliency should gather on the object"
 
 # %% [markdown]
@@ -218,7 +209,7 @@ title("pointing game on these images (maximum on the object, grown by 2 px)")
 maps = {"saliency": plain.map[:4], "SmoothGrad": smooth.map[:4], "guided": guided.map[:4],
         "occlusion": occ.heatmap}
 for method, method_maps in maps.items():
-    hits = [points_inside(m, k) for m, k in zip(method_maps, masks)]
+    hits = pointing_hits(method_maps, masks[:len(method_maps)])
     print(f"  {method:>10}: {''.join('x' if h else '.' for h in hits)}")
 save(attribution_figure(images[:4], maps), OUT, "saliency_and_occlusion")
 print("\nlesson 6 done: every number above was checked by an assert")

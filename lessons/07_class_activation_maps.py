@@ -22,13 +22,13 @@ import argparse
 import matplotlib.pyplot as plt
 import numpy as np
 from _common import grid, output_dir, save, show, title  # first: it also finds minicnn
-from scipy.ndimage import binary_dilation
 
 from minicnn import GlobalAvgPool2d, Linear, Network
 from minicnn.data import CLASS_NAMES, make_shapes
 from minicnn.models import load_pretrained
 from minicnn.plot import attribution_figure, heatmap_overlay
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer
+from minicnn.viz.pointing import pointing_hits
 
 OUT = output_dir("07_class_activation_maps")
 _parser = argparse.ArgumentParser(add_help=False)
@@ -118,17 +118,11 @@ show(f"M for image 0 ({CLASS_NAMES[labels[0]]}), 16 x 16, rounded", maps.map[0],
 # ## 4. Does the map point at the object?
 # The pointing game: the map's maximum (up-sampled to 64 x 64) should fall on the object, whose mask we
 # know because we drew the images. We grow the mask by 2 pixels (a 5 x 5 square neighbourhood).
-# `scripts/pointing_game.py` plays it on 500 images for every method of the lecture.
+# `scripts/pointing_game.py` plays it on 1000 images for every method of the lecture.
 
 # %%
-def points_inside(heat, mask, tolerance=2):
-    """Is the (H, W) map's maximum inside the mask grown by `tolerance` pixels?"""
-    grown = binary_dilation(mask, np.ones((3, 3), dtype=bool), iterations=tolerance)
-    return bool(grown[np.unravel_index(np.argmax(heat), heat.shape)])
-
-
 title("pointing game on these 16 images")
-cam_hits = [points_inside(heat, mask) for heat, mask in zip(maps.upsampled, batch.masks)]
+cam_hits = pointing_hits(maps.upsampled, batch.masks)  # minicnn.viz.pointing
 print("CAM points at the object:", "".join("x" if hit else "." for hit in cam_hits), f"({sum(cam_hits)}/16)")
 assert sum(cam_hits) >= 12, "trained on labels only, the CAM should find the object in most images"
 
@@ -174,7 +168,7 @@ title("Grad-CAM on shapes_vgg (conv blocks, then fully connected layers: no CAM 
 vgg = load_pretrained("shapes_vgg", WEIGHTS)
 vgg_layer = last_conv_layer(vgg)
 vgg_gradcam = grad_cam(vgg, images, labels, vgg_layer)
-vgg_hits = [points_inside(heat, mask) for heat, mask in zip(vgg_gradcam.upsampled, batch.masks)]
+vgg_hits = pointing_hits(vgg_gradcam.upsampled, batch.masks)
 print(f"Grad-CAM at {vgg_layer} {vgg_gradcam.map.shape[1:]} points at the object in {sum(vgg_hits)}/16 images")
 try:
     cam(vgg, images, labels)

@@ -23,16 +23,15 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy.ndimage import binary_dilation
 from tqdm.auto import tqdm
 
 from . import ops, plot
 from .layers import Dropout, Linear, MaxPool2d, ReLU
 from .network import Network
+from .viz import pointing
 
 HELD_OUT_SEED = 12345       # a shapes dataset seed never used for training (as in scripts/pointing_game.py)
 DISTRACTOR_PROBABILITY = 0.5  # as in the training set: half the images have a distractor shape
-POINTING_TOLERANCE = 2      # the pointing game counts a hit within this many pixels of the object
 
 
 class Skipped(Exception):
@@ -576,32 +575,6 @@ def signal_picture(signal):
     return 0.5 + signal / (2 * scale) if scale > 0 else np.full_like(signal, 0.5)
 
 
-def pointed_pixel(heat):
-    """Where a map points: its maximum (ties: the maximum pixel nearest the ties' centroid); None if flat."""
-    if heat.max() == heat.min():
-        return None
-    ties = np.argwhere(heat == heat.max())
-    nearest = np.argmin(((ties - ties.mean(axis=0)) ** 2).sum(axis=1))
-    return tuple(ties[nearest])
-
-
-def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
-    """(N,) bool: does each map's maximum fall in the object's mask grown by `tolerance` pixels?"""
-    square = np.ones((2 * tolerance + 1, 2 * tolerance + 1), dtype=bool)
-    hits = []
-    for heat, mask in zip(maps, masks):
-        point = pointed_pixel(heat)
-        hits.append(point is not None and bool(binary_dilation(mask, square)[point]))
-    return np.array(hits)
-
-
-def centre_maps(n, hw):
-    """Maps that point at the image centre: the baseline every method should beat."""
-    maps = np.zeros((n,) + tuple(hw))
-    maps[:, hw[0] // 2, hw[1] // 2] = 1
-    return maps
-
-
 def pointing_section(tour):
     subject = tour.subject
     if subject.masks is None:
@@ -611,20 +584,20 @@ def pointing_section(tour):
     n = len(subject.images)
     rows = []
     for method in methods:
-        hits = pointing_hits(attribution(tour, method), subject.masks)
+        hits = pointing.pointing_hits(attribution(tour, method), subject.masks)
         model = subject.cam_net_name if method in CAM_NET_METHODS else subject.net_name
         rows.append([method, model, f"{hits.sum()}/{n}", f"{100 * hits.mean():.0f}%"])
-    centre = pointing_hits(centre_maps(n, subject.images.shape[2:]), subject.masks)
+    centre = pointing.pointing_hits(pointing.centre_maps(n, subject.images.shape[2:]), subject.masks)
     rows.append(["centre baseline", "-", f"{centre.sum()}/{n}", f"{100 * centre.mean():.0f}%"])
     overview = [m for m in ["saliency", "guided backprop", "occlusion", "CAM", "Grad-CAM"] if m in methods]
     return [
         tour.panel(plot.sample_grid(subject.shapes_batch, n=n), "ground_truth",
                    "The ground truth: each generated image with its object's exact mask outlined in white (a "
                    "distractor, when there is one, in black). A map scores a hit when its maximum lies inside "
-                   f"the white outline grown by {POINTING_TOLERANCE} px."),
+                   f"the white outline grown by {pointing.TOLERANCE} px."),
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
-              f"(mask grown by {POINTING_TOLERANCE} px). The README's table does the same on 1000 images "
+              f"(mask grown by {pointing.TOLERANCE} px). The README's table does the same on 1000 images "
               "(python scripts/pointing_game.py --n 1000)."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "

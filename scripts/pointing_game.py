@@ -1,16 +1,14 @@
 """The pointing game on held-out shapes images: does each method's map point at the object?
 
-    python scripts/pointing_game.py                      # 500 held-out images, trained weights
+    python scripts/pointing_game.py --n 1000             # the README's table (default 500 images)
     python scripts/pointing_game.py --n 20               # a quick run
     python scripts/pointing_game.py --out results.md     # also write the Markdown table to a file
     python scripts/pointing_game.py --random             # untrained weights (numbers will be low)
 
-For every image and method we take the map for the TRUE class and find its maximum. It is a hit
-when that pixel lies inside the object's mask dilated by 2 px (every pixel within 2 px in x and in y:
-a 5x5 square neighbourhood, scipy.ndimage.binary_dilation). When several pixels share the maximum
-(an occlusion heat map is flat over each stride cell) we point at the maximum pixel nearest their
-centroid; a map that is constant over the whole image points nowhere and counts as a miss.
-The centre baseline always points at the image centre.
+For every image and method we take the map for the TRUE class and score it with
+minicnn.viz.pointing: a hit when the map's maximum lies inside the object's mask dilated by 2 px
+(ties go to the maximum pixel nearest their centroid; a constant map is a miss). The centre baseline
+always points at the image centre.
 
 Models: CAM needs a GAP + linear head, so it runs on shapes_cam; every other method runs on
 shapes_vgg; Grad-CAM runs on both, at the ReLU after the last conv layer of each.
@@ -22,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import binary_dilation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -30,9 +27,10 @@ from minicnn.data import iter_shapes  # noqa: E402
 from minicnn.models import load_pretrained, shapes_cam, shapes_vgg  # noqa: E402
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa: E402
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
+from minicnn.viz.search import deconvnet  # noqa: E402
+from minicnn.viz.pointing import TOLERANCE, centre_maps, pointed_pixel, pointing_hits  # noqa: E402
 
 HELD_OUT_SEED = 12345
-TOLERANCE = 2  # pixels the mask is grown by
 
 
 def parse_args(argv=None):
@@ -68,91 +66,51 @@ def load_models(random, weights_dir):
     return models, f"load_pretrained from {where} (checksums verified)"
 
 
-def deconvnet_method():
-    """The DeconvNet map, if minicnn.viz.search.deconvnet exists; else None and the reason."""
-    try:
-        from minicnn.viz.search import deconvnet  # written by another module's author
-    except ImportError as error:
-        return None, f"not available: {error}"
-    return deconvnet, ""
-
-
 # ----------------------------------------------------------------------------------------------
 # the methods: each maps (net, images, labels) to one (N, H, W) map per image
 
 
 def methods(args, models):
-    """[(row name, model name, map function or None, what the map is)] in table order."""
+    """[(row name, model name, map function, what the map is)] in table order."""
     vgg, cam_net = models["shapes_vgg"], models["shapes_cam"]
     vgg_layer, cam_layer = last_conv_layer(vgg), last_conv_layer(cam_net)
-    deconv, deconv_note = deconvnet_method()
     rows = [
         ("saliency", "shapes_vgg", lambda x, y: saliency(vgg, x, y).map, "max over channels of abs(dS/dx)"),
         ("SmoothGrad", "shapes_vgg",
          lambda x, y: saliency(vgg, x, y, smooth=args.smooth, sigma=args.sigma).map,
          f"mean of {args.smooth} saliency maps, sigma {args.sigma}"),
         ("guided backprop", "shapes_vgg", lambda x, y: guided_backprop(vgg, x, y).map, "max over channels of abs(guided signal)"),
-        ("deconvnet", "shapes_vgg",
-         None if deconv is None else (lambda x, y: deconvnet_maps(deconv, vgg, x, vgg_layer)),
-         deconv_note or f"strongest channel of {vgg_layer}, max over channels of abs(reconstruction)"),
+        ("deconvnet", "shapes_vgg", lambda x, y: deconvnet_maps(vgg, x, vgg_layer),
+         f"strongest channel of {vgg_layer}, max over channels of abs(reconstruction)"),
         ("occlusion", "shapes_vgg",
          lambda x, y: occlusion(vgg, x, y, args.occlusion_size, args.occlusion_stride, progress=False).heatmap,
          f"mean drop of p(class), square {args.occlusion_size}, stride {args.occlusion_stride}, mean fill"),
         ("CAM", "shapes_cam", lambda x, y: cam(cam_net, x, y).upsampled, f"sum_k w_k A_k at {cam_layer}, bilinear"),
         ("Grad-CAM", "shapes_cam", lambda x, y: grad_cam(cam_net, x, y, cam_layer).upsampled, f"at {cam_layer}"),
         ("Grad-CAM", "shapes_vgg", lambda x, y: grad_cam(vgg, x, y, vgg_layer).upsampled, f"at {vgg_layer}"),
-        ("centre baseline", "-", centre_maps, "the image centre"),
+        ("centre baseline", "-", lambda x, y: centre_maps(len(x), x.shape[2:]), "the image centre"),
     ]
     return rows
 
 
-def deconvnet_maps(deconvnet, net, images, layer):
+def deconvnet_maps(net, images, layer):
     """DeconvNet from the channel of `layer` with the largest maximum activation, per image."""
     activations = net.forward(images, upto=layer)
     channels = activations.max(axis=(2, 3)).argmax(axis=1)
     maps = []
     for image, channel in zip(images, channels):
-        result = deconvnet(net, image[None], layer, int(channel))
-        reconstruction = getattr(result, "reconstruction", result[0] if isinstance(result, tuple) else result)
-        maps.append(np.abs(np.asarray(reconstruction)).reshape(image.shape).max(axis=0))
+        reconstruction = deconvnet(net, image[None], layer, int(channel)).reconstruction  # (C, H, W)
+        maps.append(np.abs(reconstruction).max(axis=0))
     return np.stack(maps)
 
 
-def centre_maps(images, labels):
-    """A map whose only maximum is the image centre pixel (H // 2, W // 2)."""
-    n, _, h, w = images.shape
-    maps = np.zeros((n, h, w))
-    maps[:, h // 2, w // 2] = 1
-    return maps
-
-
 # ----------------------------------------------------------------------------------------------
-# scoring
-
-
-def pointed_pixel(heat):
-    """The (row, col) a (H, W) map points at: its maximum, ties broken towards the maximum pixels'
-    centroid; None for a constant map (it points nowhere)."""
-    if heat.max() == heat.min():
-        return None
-    rows, cols = np.nonzero(heat == heat.max())
-    nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
-    return rows[nearest], cols[nearest]
-
-
-def hits(maps, masks):
-    """(N,) bool: does each map point inside its object's mask grown by TOLERANCE pixels?"""
-    grow = np.ones((3, 3), dtype=bool)  # iterated TOLERANCE times: a (2T+1) x (2T+1) square
-    result = []
-    for heat, mask in zip(maps, masks):
-        point = pointed_pixel(heat)
-        result.append(point is not None and bool(binary_dilation(mask, grow, iterations=TOLERANCE)[point]))
-    return np.array(result)
+# playing and scoring
 
 
 def play(args, models, rows):
     """Run every method over the held-out images, batch by batch: {row index: (hits, constant maps, seconds)}."""
-    totals = {i: [0, 0, 0.0] for i, row in enumerate(rows) if row[2] is not None}
+    totals = {i: [0, 0, 0.0] for i in range(len(rows))}
     correct = {name: 0 for name in models}
     for batch in iter_shapes(args.n, seed=args.seed, batch_size=args.batch_size):
         for name, net in models.items():
@@ -160,7 +118,7 @@ def play(args, models, rows):
         for i in totals:
             start = time.perf_counter()
             maps = rows[i][2](batch.images, batch.labels)
-            totals[i][0] += int(hits(maps, batch.masks).sum())
+            totals[i][0] += int(pointing_hits(maps, batch.masks).sum())
             totals[i][1] += sum(pointed_pixel(m) is None for m in maps)
             totals[i][2] += time.perf_counter() - start
         print(f"  {min(batch.indices[-1] + 1, args.n)}/{args.n} images", file=sys.stderr)
@@ -180,17 +138,11 @@ def markdown(args, rows, totals, correct, weights_note):
     ]
     for i, (method, model, _, note) in enumerate(rows):
         note = note.replace("|", "\\|")  # a bare | would end the table cell
-        if i not in totals:
-            lines.append(f"| {method} | {model} | {note} | n/a | n/a | n/a | n/a |")
-            continue
         hit, constant, seconds = totals[i]
         lines.append(f"| {method} | {model} | {note} | {100 * hit / n:.1f}% | {hit}/{n} | {constant} | {seconds:.1f} |")
     baseline = totals[len(rows) - 1][0]
     below = [f"{rows[i][0]} ({rows[i][1]})" for i in totals if i != len(rows) - 1 and totals[i][0] <= baseline]
-    missing = [f"{method} ({model})" for i, (method, model, _, _) in enumerate(rows) if i not in totals]
     lines += ["", "Not above the centre baseline: " + (", ".join(below) if below else "none") + "."]
-    if missing:
-        lines.append("Not measured (method not available): " + ", ".join(missing) + ".")
     return "\n".join(lines) + "\n"
 
 
