@@ -319,14 +319,13 @@ def _add_bias_into(dst, src, bias):
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, scratch):
+def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, most, scratch):
     """The loops of conv2d (see there): x (N, C, H, W), w2d (F, C*kh*kw), bias (F,) -> y (N, F, Ho, Wo);
-    scratch (threads, (C*kh*kw + F) * most columns of a tile): each thread's buffers."""
+    most: the columns of the largest tile; scratch (threads, (C*kh*kw + F) * most): each thread's buffers."""
     n = x.shape[0]
     f, k = w2d.shape
     threads = scratch.shape[0]
     y = np.empty((n, f, ho, wo), dtype=x.dtype)
-    most = -(-ho // bands) * wo  # columns of the largest tile
     for t in prange(threads):  # one iteration per thread, with its own buffers
         cols_buffer = scratch[t, : k * most]
         product_buffer = scratch[t, k * most : (k + f) * most]
@@ -340,6 +339,18 @@ def _conv2d_tiled(x, w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, scratch):
 
 
 @njit(cache=True)
+def _gather_band(a, b, oh0, band):
+    """band (F, m) = a[b, :, oh0 : oh0 + m // Wo, :] of a (N, F, Ho, Wo): one band of output rows of
+    every channel of sample b, as one contiguous matrix (each channel's part is m consecutive numbers)."""
+    _, f, ho, wo = a.shape
+    a_flat = a.reshape(-1)
+    m = band.shape[1]
+    for g in range(f):
+        start = ((b * f + g) * ho + oh0) * wo
+        _copy_into(band[g], a_flat[start : start + m])
+
+
+@njit(cache=True)
 def _weight_grad_tile(dy, x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_tile, product, dw_t_rows):
     """One tile of the transposed weight gradient, channels c0 <= c < c0 + kc of sample b, output
     rows oh0 <= oh < oh1: dw_t_rows (kc*kh*kw, F) += cols (kc*kh*kw, m) @ dy[b, :, oh0:oh1, :].T (m, F).
@@ -347,13 +358,8 @@ def _weight_grad_tile(dy, x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, cols, dy_t
     dw_t is dw transposed, (C*kh*kw, F): its rows for a chunk of channels are one contiguous block,
     and BLAS was 10-30% faster on the benchmark and shapes_vgg tiles in this orientation than
     computing dy_tile @ cols.T (measured, one thread)."""
-    _, f, ho, wo = dy.shape
-    _im2col_tile(x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, cols)
-    dy_flat = dy.reshape(-1)
-    m = dy_tile.shape[1]
-    for g in range(f):  # gather the tile's part of dy into one contiguous (F, m) matrix
-        start = ((b * f + g) * ho + oh0) * wo
-        _copy_into(dy_tile[g], dy_flat[start : start + m])
+    _im2col_tile(x, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, dy.shape[3], cols)
+    _gather_band(dy, b, oh0, dy_tile)
     np.dot(cols, dy_tile.T, product)  # dy_tile.T: BLAS reads dy_tile transposed, no copy
     _add_into(dw_t_rows.reshape(-1), product.reshape(-1))
 
@@ -371,14 +377,13 @@ def _transpose_into(dst, src):
 
 
 @njit(parallel=True, cache=True)
-def _conv2d_weight_grad_tiled(dy, x, kh, kw, sh, sw, ph, pw, chunks, band, scratch):
+def _conv2d_weight_grad_tiled(dy, x, kh, kw, sh, sw, ph, pw, chunks, band, most, scratch):
     """The loops of conv2d_weight_grad (see there): dy (N, F, Ho, Wo), x (N, C, H, W) -> dw (F, C*kh*kw);
-    scratch (threads, (most + F) * band*Wo + 2 * most * F), most = the rows of the largest chunk's columns."""
+    most: the rows of the largest chunk's columns; scratch (threads, (most + F) * band*Wo + 2 * most * F)."""
     n, f, ho, wo = dy.shape
     c = x.shape[1]
     threads = scratch.shape[0]
     dw = np.empty((f, c * kh * kw), dtype=x.dtype)
-    most = -(-c // chunks) * kh * kw
     m = band * wo
     for t in prange(threads):  # one iteration per thread, with its own buffers
         cols_buffer = scratch[t, : most * m]
@@ -437,18 +442,13 @@ def _col2im_tile(cols, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, x):
 @njit(cache=True)
 def _conv_transpose2d_tile(y, w2d_t, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, y_tile, cols, x):
     """One band of one tile: x[b, c0:c0+kc] += col2im(w2d_t (kc*kh*kw, F) @ y[b, :, oh0:oh1, :])."""
-    _, f, ho, wo = y.shape
-    y_flat = y.reshape(-1)
-    m = y_tile.shape[1]
-    for g in range(f):  # gather the band of y into one contiguous (F, m) matrix
-        start = ((b * f + g) * ho + oh0) * wo
-        _copy_into(y_tile[g], y_flat[start : start + m])
+    _gather_band(y, b, oh0, y_tile)
     np.dot(w2d_t, y_tile, cols)  # (kc*kh*kw, F) @ (F, m): every y value times its filters
-    _col2im_tile(cols, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, wo, x)
+    _col2im_tile(cols, b, c0, oh0, oh1, kh, kw, sh, sw, ph, pw, y.shape[3], x)
 
 
 @njit(parallel=True, cache=True)
-def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks, band, scratch):
+def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks, band, most, scratch):
     """The loops of conv_transpose2d (see there): y (N, F, Ho, Wo), w2d_t = w.reshape(F, -1).T
     (C*kh*kw, F), bias (C,) -> x (N, C, H, W); scratch (threads, (F + most) * band*Wo), most = the
     rows of the largest chunk's columns."""
@@ -456,7 +456,6 @@ def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks
     c = w2d_t.shape[0] // (kh * kw)
     threads = scratch.shape[0]
     x = np.empty((n, c, h, w), dtype=y.dtype)
-    most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
     m = band * wo
     for t in prange(threads):  # one iteration per thread, with its own buffers
         y_buffer = scratch[t, : f * m]
@@ -587,7 +586,7 @@ def conv2d(x, w, b, stride, padding):
     w2d = np.ascontiguousarray(w).reshape(f, -1)
     most = -(-ho // bands) * wo  # columns of the largest tile
     scratch = _scratch(threads, (c * kh * kw + f) * most, x.dtype)
-    return _conv2d_tiled(np.ascontiguousarray(x), w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, scratch)
+    return _conv2d_tiled(np.ascontiguousarray(x), w2d, bias, kh, kw, sh, sw, ph, pw, ho, wo, bands, most, scratch)
 
 
 def conv_transpose2d(y, w, b, output_hw, stride, padding):
@@ -616,7 +615,7 @@ def conv_transpose2d(y, w, b, output_hw, stride, padding):
     most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
     scratch = _scratch(threads, (f + most) * band * wo, y.dtype)
     return _conv_transpose2d_tiled(np.ascontiguousarray(y), w2d_t, bias, h, wd, kh, kw, sh, sw, ph, pw,
-                                   chunks, band, scratch)
+                                   chunks, band, most, scratch)
 
 
 def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
@@ -649,7 +648,7 @@ def conv2d_weight_grad(dy, x, kernel_size, stride, padding):
     most = -(-c // chunks) * kh * kw  # rows of the largest chunk's columns
     scratch = _scratch(threads, (most + f) * band * wo + 2 * most * f, x.dtype)
     dw = _conv2d_weight_grad_tiled(np.ascontiguousarray(dy), np.ascontiguousarray(x),
-                                   kh, kw, sh, sw, ph, pw, chunks, band, scratch)
+                                   kh, kw, sh, sw, ph, pw, chunks, band, most, scratch)
     return dw.reshape(f, c, kh, kw)
 
 
