@@ -8,7 +8,8 @@
 
 Both libraries run on the same threads (torch.set_num_threads = the number of cores). Each time is
 the median of --repeat runs, timed in three alternating rounds per library (minicnn, torch,
-minicnn, ...), each after --warmup runs and a 50 ms pause (see paired_median_ms). ratio = minicnn time / torch time (lower is better).
+minicnn, ...), each round after --warmup runs and a 50 ms pause (see paired_median_ms).
+ratio = minicnn time / torch time (lower is better).
 Pooling, un-pooling and ReLU run on the convolution's output (N, F, H, W), with a 2x2 window.
 The last rows time one training step (forward, cross-entropy, backward, Adam update) of the
 shapes models at batch 64 on 64x64 images, minicnn's train_step against the same network in torch.
@@ -32,7 +33,8 @@ SHAPES = {  # name: (N, C, F, H, W, kernel, padding)
 }
 
 
-def median_ms(fn, repeat, warmup):
+def run_times(fn, repeat, warmup):
+    """Call fn `warmup` times untimed, then `repeat` times: the list of those calls' times in seconds."""
     for _ in range(warmup):
         fn()
     times = []
@@ -40,14 +42,14 @@ def median_ms(fn, repeat, warmup):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return times
 
 
 def paired_median_ms(ours, theirs, repeat, warmup, rounds=3):
-    """Median times (ms) of ours and theirs (None: nan), timed in alternating rounds with a short
-    pause between them: each library's worker threads may spin for a while after its last call
-    (PERFORMANCE.md, trap 1), and the pause keeps that from landing on the other library's clock;
-    the rounds spread any slow phase of the machine over both."""
+    """Median times (ms) over `repeat` calls each of ours and theirs (None: nan), timed in alternating
+    rounds with a short pause between them: each library's worker threads may spin for a while after
+    its last call (PERFORMANCE.md, trap 1), and the pause keeps that from landing on the other
+    library's clock; the rounds spread any slow phase of the machine over both."""
     ours_times, theirs_times = [], []
     per_round = max(1, -(-repeat // rounds))
     for _ in range(rounds):
@@ -55,8 +57,9 @@ def paired_median_ms(ours, theirs, repeat, warmup, rounds=3):
             if fn is None:
                 continue
             time.sleep(0.05)
-            times.append(median_ms(fn, per_round, warmup))
-    return statistics.median(ours_times), (statistics.median(theirs_times) if theirs_times else float("nan"))
+            times += run_times(fn, per_round, warmup)
+    return (1000 * statistics.median(ours_times),
+            1000 * statistics.median(theirs_times) if theirs_times else float("nan"))
 
 
 def minicnn_cases(x, w, dy, pooled, switches, padding):
