@@ -61,7 +61,10 @@ def check_choice(value, name, choices):
 
 
 def check_int_at_least(value, name, low):
-    """An int (Python or NumPy, not bool) >= low, returned as a Python int; anything else is a ValueError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+    """An int (Python or NumPy, e.g. from np.argmax; not bool) >= low, returned as a Python int.
+    Not an int -> TypeError; an int below low -> ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)

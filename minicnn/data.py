@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from minicnn.checks import check_array, check_choice
+from minicnn.checks import check_array, check_choice, check_int_at_least
 
 CLASS_NAMES = (
     "disc", "ring", "square", "triangle", "star", "cross", "diamond",
@@ -411,21 +411,12 @@ def _tight_boxes(masks):
 # Public API
 # ----------------------------------------------------------------------------------------------
 
-def _check_count(value, name, minimum):
-    """An int (not a bool) >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_generator_args(n, seed, size, start, distractor, classes):
     """Validate make_shapes' arguments; return (n, seed, size, start, distractor, classes)."""
-    n = _check_count(n, "n", 0)
-    seed = _check_count(seed, "seed", 0)
-    size = _check_count(size, "size", MIN_SIZE)
-    start = _check_count(start, "start", 0)
+    n = check_int_at_least(n, "n", 0)
+    seed = check_int_at_least(seed, "seed", 0)
+    size = check_int_at_least(size, "size", MIN_SIZE)
+    start = check_int_at_least(start, "start", 0)
     if not isinstance(distractor, (bool, int, float, np.floating)) or not 0 <= distractor <= 1:
         raise ValueError(
             f"distractor must be True, False or a probability in [0, 1], got {distractor!r}"
@@ -482,9 +473,9 @@ def make_shapes(n, seed=0, size=64, distractor=False, start=0, classes=None):
 def iter_shapes(n, seed=0, batch_size=256, start=0, **kwargs):
     """Yield the n images of ``make_shapes(n, seed, start=start, **kwargs)`` in ShapesBatch
     chunks of `batch_size` (the last may be smaller), so a large set never sits in memory."""
-    n = _check_count(n, "n", 0)
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    start = _check_count(start, "start", 0)
+    n = check_int_at_least(n, "n", 0)
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
+    start = check_int_at_least(start, "start", 0)
     for offset in range(0, n, batch_size):
         yield make_shapes(min(batch_size, n - offset), seed=seed, start=start + offset, **kwargs)
 

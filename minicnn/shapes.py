@@ -7,8 +7,9 @@ The one formula behind all of them (per spatial axis, input n, kernel k, stride 
 The transposed convolution runs it backwards: n = (out - 1) s - 2p + k + output_padding.
 Receptive fields stack the same numbers layer on layer: r_l = r_{l-1} + (k_l - 1) j_{l-1}, j_l = j_{l-1} s_l.
 """
-import numbers
 from dataclasses import dataclass
+
+from .checks import check_int_at_least
 
 
 def pair(value, name):
@@ -85,15 +86,6 @@ def conv_transpose2d_output_shape(input_hw, kernel_size, stride=1, padding=0, ou
 # which input sizes give one output size (why output_padding exists)
 
 
-def _int_at_least(value, name, low):
-    """An integer >= low (Python or NumPy, e.g. from np.argmax) as a Python int, or a clear error."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def input_sizes_for_output(out, kernel, stride=1, padding=0):
     """All input lengths n that a convolution maps to output length `out`, as a range.
 
@@ -102,9 +94,9 @@ def input_sizes_for_output(out, kernel, stride=1, padding=0):
     which one it was. A transposed convolution must be told, and output_padding = n - min(range)
     does exactly that. Example: out 2, kernel 2, stride 2 -> range(4, 6): inputs 4 and 5 both give 2.
     """
-    _int_at_least(out, "out", 1)
-    k, s, p = (_int_at_least(kernel, "kernel", 1), _int_at_least(stride, "stride", 1),
-               _int_at_least(padding, "padding", 0))
+    check_int_at_least(out, "out", 1)
+    k, s, p = (check_int_at_least(kernel, "kernel", 1), check_int_at_least(stride, "stride", 1),
+               check_int_at_least(padding, "padding", 0))
     smallest = (out - 1) * s + k - 2 * p
     return range(max(smallest, 1), max(smallest + s, 1))
 
@@ -207,7 +199,7 @@ def receptive_field_box(layer_info, i, j, input_hw):
     """
     if not isinstance(layer_info, ReceptiveField):
         raise TypeError(f"layer_info must be a ReceptiveField (from receptive_field), got {type(layer_info).__name__}")
-    i, j = _int_at_least(i, "i", 0), _int_at_least(j, "j", 0)
+    i, j = check_int_at_least(i, "i", 0), check_int_at_least(j, "j", 0)
     h, w = pair(tuple(input_hw), "input_hw")
     top = layer_info.start[0] + i * layer_info.jump[0]
     left = layer_info.start[1] + j * layer_info.jump[1]

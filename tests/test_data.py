@@ -214,12 +214,12 @@ def test_batch_indexing():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(n=-1), ValueError, r"n must be >= 0, got -1"),
-        (dict(n=2.5), TypeError, r"n must be an int, got float 2.5"),
+        (dict(n=-1), ValueError, r"n must be an int >= 0, got -1"),
+        (dict(n=2.5), TypeError, r"n must be an int >= 0, got float 2.5"),
         (dict(n=True), TypeError, r"n must be an int"),
-        (dict(n=1, size=16), ValueError, r"size must be >= 32, got 16"),
-        (dict(n=1, seed=-3), ValueError, r"seed must be >= 0, got -3"),
-        (dict(n=1, start=-1), ValueError, r"start must be >= 0, got -1"),
+        (dict(n=1, size=16), ValueError, r"size must be an int >= 32, got 16"),
+        (dict(n=1, seed=-3), ValueError, r"seed must be an int >= 0, got -3"),
+        (dict(n=1, start=-1), ValueError, r"start must be an int >= 0, got -1"),
         (dict(n=1, distractor=2), ValueError, r"distractor must be .* got 2"),
         (dict(n=1, classes=["disc", "dsic"]), ValueError, r"each name in classes must be one of .* got 'dsic'"),
         (dict(n=1, classes="disc"), TypeError, r"classes must be a list of class names"),
@@ -232,7 +232,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
 
 
 def test_bad_iter_and_concept_arguments():
-    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
         next(iter_shapes(5, batch_size=0))
     with pytest.raises(TypeError, match=r"batch must be a ShapesBatch"):
         concept_masks(np.zeros((2, 3, 64, 64)))

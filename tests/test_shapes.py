@@ -53,9 +53,9 @@ def test_input_sizes_for_output_are_exactly_the_sizes_that_give_it(out, k, s, p)
 
 
 def test_input_sizes_for_output_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="out must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="out must be an int >= 1, got 0"):
         input_sizes_for_output(0, 3)
-    with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="padding must be an int >= 0, got -1"):
         input_sizes_for_output(2, 3, 1, -1)
     with pytest.raises(TypeError, match="kernel must be an int"):
         input_sizes_for_output(2, (3, 3))
@@ -127,7 +127,7 @@ def test_receptive_field_box_is_clipped_to_the_image():
     assert receptive_field_box(strided, 1, 2, (20, 20)) == (2, 10, 4, 12)
     with pytest.raises(ValueError, match="nothing of an input of size"):
         receptive_field_box(field, 20, 0, (10, 12))
-    with pytest.raises(ValueError, match="i must be >= 0"):
+    with pytest.raises(ValueError, match="i must be an int >= 0"):
         receptive_field_box(field, -1, 0, (10, 12))
     with pytest.raises(TypeError, match="layer_info must be a ReceptiveField"):
         receptive_field_box((7, 1, -3), 0, 0, (10, 12))
