@@ -139,7 +139,7 @@ def pretrained(name, folder):
     from . import models
     from .weights import WeightFileError
 
-    where = Path(folder) if folder is not None else models.REPO_WEIGHTS_DIR
+    where = Path(folder) if folder is not None else models.shipped_weights_dir()
     try:
         return models.load_pretrained(name, folder)
     except FileNotFoundError:

@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -363,6 +364,22 @@ def shapes_vgg(seed=None):
 
 PRETRAINED = {"shapes_cam": shapes_cam, "shapes_vgg": shapes_vgg}
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# A regular (not editable) `pip install` copies weights/ here (setup.cfg, [options.data_files]);
+# one path for an installation into an environment, one for `pip install --user`.
+INSTALLED_WEIGHTS_DIRS = tuple(
+    Path(sysconfig.get_path("data", scheme)) / "share" / "minicnn" / "weights"
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user")
+)
+
+
+def shipped_weights_dir():
+    """The folder holding the shipped shapes weights: weights/ of the checkout this package runs from
+    (an editable install), else the copy a regular install put under <prefix>/share/minicnn/weights.
+    A folder counts only if it holds a model card of ours; with none found, the checkout's weights/."""
+    for where in (REPO_WEIGHTS_DIR, *INSTALLED_WEIGHTS_DIRS):
+        if any((where / f"{name}.json").is_file() for name in PRETRAINED):
+            return where
+    return REPO_WEIGHTS_DIR
 
 
 def sha256_of_file(path, chunk_size=1 << 20):
@@ -376,7 +393,7 @@ def sha256_of_file(path, chunk_size=1 << 20):
 
 def _pretrained_paths(name, weights_dir):
     """(weights file, model card): <dir>/<name>.npz and <dir>/<name>.json; a given .npz keeps its card beside it."""
-    where = REPO_WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+    where = shipped_weights_dir() if weights_dir is None else Path(weights_dir)
     weights = where if where.suffix == ".npz" else where / f"{name}.npz"
     return weights, weights.with_suffix(".json")
 
@@ -397,7 +414,7 @@ def _expected_sha256(card_path, weights_path):
 def load_pretrained(name, weights_dir=None):
     """A shapes model with the weights trained by scripts/train_shapes.py, ready to use (eval mode).
 
-    name: "shapes_cam" or "shapes_vgg". weights_dir: None for the repository's weights/ folder, or
+    name: "shapes_cam" or "shapes_vgg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
     another folder holding <name>.npz and its model card <name>.json, or the .npz file itself.
     The file's SHA-256 must equal the card's "sha256" field before anything is loaded.
     """

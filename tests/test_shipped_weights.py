@@ -26,3 +26,54 @@ def test_shipped_models_agree_with_each_other_on_most_images(fresh_images):
     cam = load_pretrained("shapes_cam").forward(fresh_images.images[:100]).argmax(axis=1)
     vgg = load_pretrained("shapes_vgg").forward(fresh_images.images[:100]).argmax(axis=1)
     assert np.mean(cam == vgg) >= 0.95
+
+
+# ----------------------------------------------------------------------------------------------
+# where the shipped weights are found: a checkout (editable install) or a regular install's copy
+
+
+def test_setup_cfg_installs_every_shipped_file():
+    """A regular `pip install` copies weights/ by setup.cfg's [options.data_files]: every model the
+    package can load, with its card, must be listed there, and nothing that does not exist."""
+    import configparser
+    from pathlib import Path
+
+    from minicnn.models import PRETRAINED, REPO_WEIGHTS_DIR
+
+    config = configparser.ConfigParser()
+    config.read(REPO_WEIGHTS_DIR.parent / "setup.cfg")
+    listed = {Path(line.strip()) for line in config["options.data_files"]["share/minicnn/weights"].split("\n")
+              if line.strip()}
+    needed = {Path("weights") / f"{name}{suffix}" for name in PRETRAINED for suffix in (".npz", ".json")}
+    assert needed <= listed, f"not installed: {sorted(map(str, needed - listed))}"
+    assert all((REPO_WEIGHTS_DIR.parent / path).is_file() for path in listed)
+
+
+def test_load_pretrained_finds_an_installed_copy_when_there_is_no_checkout(tmp_path, monkeypatch):
+    import shutil
+
+    from minicnn import models
+
+    repository = models.REPO_WEIGHTS_DIR
+    checkout, installed = tmp_path / "checkout" / "weights", tmp_path / "share" / "minicnn" / "weights"
+    installed.mkdir(parents=True)
+    for suffix in (".npz", ".json"):
+        shutil.copy(repository / f"shapes_cam{suffix}", installed)
+    monkeypatch.setattr(models, "REPO_WEIGHTS_DIR", checkout)
+    monkeypatch.setattr(models, "INSTALLED_WEIGHTS_DIRS", (tmp_path / "elsewhere", installed))
+    assert models.shipped_weights_dir() == installed
+    x = data.make_shapes(4, seed=FRESH_SEED).images
+    np.testing.assert_array_equal(load_pretrained("shapes_cam").forward(x),
+                                  load_pretrained("shapes_cam", repository).forward(x))
+    with pytest.raises(FileNotFoundError, match=r"shapes_vgg\.npz not found"):
+        load_pretrained("shapes_vgg")   # only shapes_cam was copied
+
+
+def test_with_no_shipped_weights_anywhere_the_error_names_the_checkout_folder(tmp_path, monkeypatch):
+    from minicnn import models
+
+    monkeypatch.setattr(models, "REPO_WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(models, "INSTALLED_WEIGHTS_DIRS", (tmp_path / "share",))
+    assert models.shipped_weights_dir() == tmp_path / "weights"
+    with pytest.raises(FileNotFoundError, match=r"weights/shapes_cam\.npz not found: re-create it"):
+        load_pretrained("shapes_cam")
