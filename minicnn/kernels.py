@@ -468,9 +468,9 @@ def _conv_transpose2d_tiled(y, w2d_t, bias, h, w, kh, kw, sh, sw, ph, pw, chunks
             rows = (c1 - c0) * kh * kw
             for oh0 in range(0, ho, band):  # bands of y rows, one after another: their
                 oh1 = min(oh0 + band, ho)  # windows overlap in x, so they stay in this thread
-                m = (oh1 - oh0) * wo
-                y_tile = y_buffer[: f * m].reshape(f, m)
-                cols = cols_buffer[: rows * m].reshape(rows, m)
+                positions = (oh1 - oh0) * wo  # this band's (the last band may be shorter than m)
+                y_tile = y_buffer[: f * positions].reshape(f, positions)
+                cols = cols_buffer[: rows * positions].reshape(rows, positions)
                 _conv_transpose2d_tile(y, w2d_t[c0 * kh * kw : c1 * kh * kw], b, c0, oh0, oh1,
                                        kh, kw, sh, sw, ph, pw, y_tile, cols, x)
     return x

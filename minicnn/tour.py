@@ -876,7 +876,7 @@ def index_html(subject, results, seconds, with_gallery=False):
     caption, skipped sections' reasons."""
     escape = html.escape
     nav = " ".join(f'<a href="#{r.key}">{escape(r.title)}</a>' for r in results)
-    body = [f"<h1>minicnn tour: visualizing CNNs</h1>",
+    body = ["<h1>minicnn tour: visualizing CNNs</h1>",
             f"<p>{escape(subject.description)}.</p>",
             f'<p class="meta">{len(results)} sections in {seconds:.0f} s. Each section names the lesson '
             f"(in lessons/) that explains it step by step.</p>",

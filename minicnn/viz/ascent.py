@@ -321,5 +321,3 @@ def _normalized(gradient):
 def _roll(image, shift):
     """Roll a (C, H, W) image by shift = (dy, dx) pixels, circularly (np.roll)."""
     return np.roll(image, shift, axis=(1, 2)) if shift != (0, 0) else image
-
-

@@ -291,5 +291,3 @@ def _probabilities(net, x, batch_size):
     """softmax(scores) of x in float64, run batch_size images at a time: (N, K)."""
     chunks = [check_scores(net, forward_checked(net, x[k:k + batch_size])) for k in range(0, len(x), batch_size)]
     return softmax(np.concatenate(chunks).astype(np.float64))
-
-

@@ -110,5 +110,3 @@ def principal_components(vectors, dims):
     centred = vectors - vectors.mean(axis=0)
     _, _, directions = np.linalg.svd(centred, full_matrices=False)
     return centred @ directions[:dims].T
-
-

@@ -116,8 +116,6 @@ def check_channel(layer, channel, num_channels):
     return int(channel)
 
 
-
-
 def _unclipped_box(field, i, j):
     """(top, bottom, left, right) of unit (i, j)'s receptive field, before clipping to the image."""
     top = field.start[0] + i * field.jump[0]
