@@ -129,12 +129,14 @@ class Linear(Layer):
         return ops.linear(x, self.params["weight"], self.params.get("bias"))
 
     def backward(self, dy, rule="gradient", param_grads=True):
+        """dx = dy @ weight; with param_grads also dweight = dy.T @ x and dbias = dy summed over N."""
         x = self._recalled()
+        if not param_grads:
+            return ops.linear_input_gradient(dy, self.params["weight"], x.shape)
         dx, dw, db = ops.linear_backward(dy, x, self.params["weight"])
-        if param_grads:
-            self._accumulate("weight", dw)
-            if self.use_bias:
-                self._accumulate("bias", db)
+        self._accumulate("weight", dw)
+        if self.use_bias:
+            self._accumulate("bias", db)
         return dx
 
     def extra_repr(self):

@@ -97,11 +97,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     faster than keeping them in memory (C*kh*kw times the size of x).
     """
     _check_conv_operands(x, w, None)
-    check_array(dy, "dy", ndim=4, dtype_like=x)
+    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding)  # checks dy's shape against x's
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    ho, wo = conv2d_output_shape(x.shape[2:], kernel, stride, padding)
-    check_shape(dy, "dy", (x.shape[0], w.shape[0], ho, wo))
-    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding)
     dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
@@ -115,6 +112,8 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
     """
     (kh, kw), (sh, sw), (ph, pw) = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
     h, wd = input_shape[2:]
+    check_array(dy, "dy", ndim=4, dtype_like=w)
+    check_shape(dy, "dy", (input_shape[0], w.shape[0], *conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))))
     output_padding = ((h + 2 * ph - kh) % sh, (wd + 2 * pw - kw) % sw)
     return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding)
 
@@ -283,13 +282,21 @@ def linear(x, w, b=None):
     return y
 
 
+def linear_input_gradient(dy, w, input_shape):
+    """dL/dx of y = x @ w.T + b, x of shape input_shape (N, in): dx = dy @ w, (N, out) -> (N, in)."""
+    check_array(w, "w", ndim=2)
+    check_array(dy, "dy", ndim=2, dtype_like=w)
+    check_shape(dy, "dy", (input_shape[0], w.shape[0]))
+    return dy @ w
+
+
 def linear_backward(dy, x, w):
     """Gradients of y = x @ w.T + b: dx = dy @ w, dw = dy.T @ x, db = dy summed over N."""
     check_array(x, "x", ndim=2)
     check_array(w, "w", ndim=2, dtype_like=x)
     check_array(dy, "dy", ndim=2, dtype_like=x)
     check_shape(dy, "dy", (x.shape[0], w.shape[0]))
-    return dy @ w, dy.T @ x, dy.sum(axis=0)
+    return linear_input_gradient(dy, w, x.shape), dy.T @ x, dy.sum(axis=0)
 
 
 def log_softmax(logits):

@@ -58,13 +58,19 @@ def test_parameter_gradients_accumulate_instead_of_being_overwritten():
     assert not layer.grads["weight"].any()
 
 
-def test_conv_without_param_grads_leaves_grads_untouched_and_gives_same_dx():
-    layer = Conv2d(2, 3, 3, stride=2, rng=np.random.default_rng(0), dtype=np.float64)
-    x = random_array(0, (1, 2, 8, 7))
+@pytest.mark.parametrize("layer,x_shape", [
+    (Conv2d(2, 3, 3, stride=2, rng=np.random.default_rng(0), dtype=np.float64), (1, 2, 8, 7)),
+    (Linear(5, 4, rng=np.random.default_rng(0), dtype=np.float64), (3, 5)),
+])
+def test_without_param_grads_grads_stay_untouched_and_dx_is_the_same(layer, x_shape):
+    x = random_array(0, x_shape)
     dy = random_array(1, layer.forward(x).shape)
     dx_only = layer.backward(dy, param_grads=False)
-    assert not layer.grads["weight"].any()
+    assert not any(grad.any() for grad in layer.grads.values())
     np.testing.assert_array_equal(dx_only, layer.backward(dy, param_grads=True))
+    assert layer.grads["weight"].any()
+    with pytest.raises(ValueError, match=r"dy must have shape"):
+        layer.backward(np.ones((7,) + dy.shape[1:]), param_grads=False)
 
 
 def test_relu_layer_rules_and_backward_before_forward():
