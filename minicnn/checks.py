@@ -68,3 +68,27 @@ def check_int_at_least(value, name, low):
     if value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def check_number(value, name, low=None, high=None, low_open=False):
+    """A finite real number (Python or NumPy, not bool) in [low, high] -- (low, high] with low_open --
+    returned as a Python float. Not a number -> TypeError; NaN, inf or out of range -> ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if not np.isfinite(value) or too_low or too_high:
+        lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        upper = "" if high is None else f"<= {high:g}"
+        wanted = " and ".join(part for part in (lower, upper) if part) or "finite"
+        raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")
+    return value
+
+
+def check_finite(x, name):
+    """Check that the float array x holds no NaN or inf (they would flow silently into every result)."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise ValueError(f"{name} must hold finite values, got {bad} NaN or inf of {np.size(x)} in shape {np.shape(x)}")
+    return x
