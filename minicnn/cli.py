@@ -35,21 +35,13 @@ class UserError(Exception):
 # reading images
 
 
-# Pillow modes that convert to RGB without losing meaning, and how to say what they were
-CONVERTIBLE_MODES = {
-    "L": "greyscale", "LA": "greyscale with alpha (alpha dropped)", "1": "black-and-white",
-    "P": "palette", "PA": "palette with alpha (alpha dropped)", "RGBA": "RGBA (alpha dropped)",
-    "RGBX": "RGBX", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV",
-}
-
-
 def read_image(path):
-    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]).
+    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]), by data.load_image.
 
     Greyscale, palette, RGBA and the like are converted to RGB, with a note; anything that is not an
     image Pillow can read, or a 16/32-bit image (no faithful 8-bit RGB), is a UserError.
     """
-    from PIL import Image, UnidentifiedImageError
+    from . import data
 
     path = Path(path)
     if not path.exists():
@@ -57,17 +49,12 @@ def read_image(path):
     if not path.is_file():
         raise UserError(f"{path} is not a file")
     try:
-        with Image.open(path) as picture:
-            picture.load()
-            mode = picture.mode
-            if mode not in ("RGB",) + tuple(CONVERTIBLE_MODES):
-                raise UserError(f"{path} is a {mode!r} image (16- or 32-bit or multi-band); minicnn reads 8-bit "
-                                "RGB, greyscale or RGBA images: save it as an 8-bit RGB PNG or JPEG")
-            rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise UserError(f"cannot read {path} as an image ({type(error).__name__}: {error})") from None
-    notes = [] if mode == "RGB" else [f"{path.name} is {CONVERTIBLE_MODES[mode]}: converted to RGB"]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)), notes
+        image = data.load_image(path)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    mode = data.image_mode(path)
+    notes = [] if mode == "RGB" else [f"{path.name} is {data.CONVERTIBLE_MODES[mode]}: converted to RGB"]
+    return image, notes
 
 
 def resize_image(image, size):

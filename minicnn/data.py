@@ -519,19 +519,44 @@ def concept_masks(batch):
 # Image I/O
 # ----------------------------------------------------------------------------------------------
 
-def load_image(path):
-    """Read an image file with Pillow -> (3, H, W) float32 in [0, 1].
+# Pillow modes that convert to RGB faithfully, and what each one is (8 bits per channel).
+CONVERTIBLE_MODES = {
+    "L": "greyscale", "LA": "greyscale with alpha (alpha dropped)", "1": "black-and-white",
+    "P": "palette", "PA": "palette with alpha (alpha dropped)", "RGBA": "RGBA (alpha dropped)",
+    "RGBX": "RGBX", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV",
+}
 
-    Greyscale, palette and RGBA images are converted to RGB (the alpha channel is dropped).
+
+def load_image(path):
+    """Read an 8-bit image file with Pillow -> (3, H, W) float32 in [0, 1], value = byte / 255.
+
+    RGB as is; greyscale, palette, RGBA and the other CONVERTIBLE_MODES are converted to RGB (alpha
+    dropped). A 16-bit or float image (Pillow modes I;16, I, F) has no faithful 8-bit RGB -- Pillow
+    would clip it to white or round it to black -- so it is a ValueError, as is a file Pillow cannot read.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path {str(path)!r} is not an existing image file")
-    with Image.open(path) as picture:
-        rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as picture:
+            picture.load()
+            if picture.mode != "RGB" and picture.mode not in CONVERTIBLE_MODES:
+                raise ValueError(f"{path} is a {picture.mode!r} image (16- or 32-bit or multi-band); minicnn "
+                                 "reads 8-bit RGB, greyscale or RGBA images: save it as an 8-bit RGB PNG or JPEG")
+            rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
+        raise ValueError(f"cannot read {path} as an image ({type(error).__name__}: {error})") from None
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def image_mode(path):
+    """Pillow's name for how the file stores its pixels ("RGB", "L", "P", "RGBA", "I;16", ...)."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        return picture.mode
 
 
 def save_image(path, image):

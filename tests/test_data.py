@@ -260,6 +260,16 @@ def test_load_converts_to_rgb(tmp_path, mode):
 def test_image_io_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.png"):
         load_image(tmp_path / "missing.png")
+    # 16-bit and float images have no faithful 8-bit RGB: Pillow's convert would give white / black
+    Image.fromarray(np.full((4, 5), 1000, np.uint16)).save(tmp_path / "deep.png")
+    with pytest.raises(ValueError, match=r"deep.png is a 'I;16' image .* 8-bit"):
+        load_image(tmp_path / "deep.png")
+    Image.fromarray(np.full((4, 5), 0.25, np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match=r"float.tiff is a 'F' image"):
+        load_image(tmp_path / "float.tiff")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"cannot read .*text.png as an image"):
+        load_image(tmp_path / "text.png")
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*max 1.5"):
         save_image(tmp_path / "x.png", np.full((3, 4, 4), 1.5, np.float32))
     with pytest.raises(ValueError, match=r"shape \(3, H, W\), got \(4, 4, 3\)"):
