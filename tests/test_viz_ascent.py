@@ -224,6 +224,9 @@ def test_mean_is_added_and_the_start_is_the_mean_image():
 # errors
 
 
+SMALL = dict(shape=(3, 16, 16), steps=2, progress=False)
+
+
 def test_bad_arguments_give_clear_errors():
     net = small_net()
     with pytest.raises(ValueError, match="channel 8 is out of range.*8 channels"):
@@ -240,6 +243,30 @@ def test_bad_arguments_give_clear_errors():
         deep_dream(net, np.zeros((3, 16, 16)), "relu2", progress=False)
     with pytest.raises(ValueError, match="octave of size"):
         deep_dream(net, np.zeros((3, 16, 16), np.float32), "relu2", octaves=8, progress=False)
+    with pytest.raises(ValueError, match=r"smallest octave of a \(5, 7\) image would be \(0, 1\)"):
+        deep_dream(net, np.zeros((3, 5, 7), np.float32), "relu2", octaves=4, octave_scale=2, progress=False)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda net, image: activation_max(net, "relu2", 0, lr=-1, **SMALL), ValueError, "lr must be a finite number > 0"),
+    (lambda net, image: activation_max(net, "relu2", 0, lr=np.nan, **SMALL), ValueError, "lr must be a finite number"),
+    (lambda net, image: activation_max(net, "relu2", 0, blur_sigma=-1, **SMALL), ValueError, "blur_sigma must be"),
+    (lambda net, image: activation_max(net, "relu2", 0, l2="a", **SMALL), TypeError, "l2 must be a number"),
+    (lambda net, image: activation_max(net, "relu2", 0, decay=1, **SMALL), ValueError, r"decay must lie in \[0, 1\)"),
+    (lambda net, image: activation_max(net, "relu2", 0, mean=np.nan, **SMALL), ValueError, "mean must hold finite"),
+    (lambda net, image: activation_max(net, "relu2", 0, **{**SMALL, "steps": 2.0}), TypeError, "steps must be an int"),
+    (lambda net, image: deep_dream(net, image, "relu2", steps=2.0, progress=False), TypeError, "steps must be an int"),
+    (lambda net, image: deep_dream(net, image, "relu2", step_size=np.nan, progress=False), ValueError, "step_size"),
+    (lambda net, image: deep_dream(net, image, "relu2", octave_scale=1, progress=False), ValueError, "octave_scale"),
+    (lambda net, image: deep_dream(net, image, "relu2", pixel_range=(1, 0), progress=False), ValueError,
+     r"pixel_range must be \(low, high\) with low < high"),
+    (lambda net, image: activation_max(net, "relu2", 0, pixel_range=(0, np.inf), **SMALL), ValueError,
+     "pixel_range's high must be a finite number"),
+    (lambda net, image: deep_dream(net, image * np.nan, "relu2", progress=False), ValueError, "image must hold finite"),
+])
+def test_bad_numbers_give_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call(small_net(), np.full((3, 16, 16), 0.5, np.float32))
 
 
 # ----------------------------------------------------------------------------------------------

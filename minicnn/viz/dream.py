@@ -24,7 +24,8 @@ import numpy as np
 from scipy.ndimage import zoom
 from tqdm.auto import tqdm
 
-from ..checks import check_array
+from ..checks import check_array, check_finite, check_int_at_least, check_number
+from .ascent import check_pixel_range
 from .attribution import eval_mode, network_dtype
 
 
@@ -96,14 +97,19 @@ def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_sca
     if dtype is not None and image.dtype != dtype:
         raise TypeError(f"image has dtype {image.dtype} but the network's parameters are {dtype}; "
                         f"convert it, e.g. image.astype(np.{dtype})")
-    for name, value, low in (("steps", steps, 0), ("octaves", octaves, 1), ("jitter", jitter, 0)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not octave_scale > 1:
-        raise ValueError(f"octave_scale must be > 1 (each octave is that much smaller), got {octave_scale!r}")
+    check_finite(image, "image")
+    steps = check_int_at_least(steps, "steps", 0)
+    octaves = check_int_at_least(octaves, "octaves", 1)
+    jitter = check_int_at_least(jitter, "jitter", 0)
+    step_size = check_number(step_size, "step_size", low=0, low_open=True)
+    octave_scale = check_number(octave_scale, "octave_scale (each octave is that much smaller)", low=1, low_open=True)
+    pixel_range = check_pixel_range(pixel_range)
     net._index(layer)  # a clear KeyError for an unknown layer
     rng = np.random.default_rng(seed)
     pyramid = octave_pyramid(image, octaves, octave_scale)[::-1]  # smallest first
+    if min(pyramid[0].shape[1:]) < 1:
+        raise ValueError(f"the smallest octave of a {image.shape[1:]} image would be {pyramid[0].shape[1:]} "
+                         f"({octaves} octaves, {octave_scale:g} x apart): use fewer octaves or a smaller octave_scale")
     detail = np.zeros_like(pyramid[0])
     energies = []
     with eval_mode(net), tqdm(total=octaves * steps, desc=f"deep_dream {layer}", disable=not progress,
