@@ -48,7 +48,7 @@ assert np.isclose(gradient[c, i, j], numeric, rtol=1e-4)
 
 # %% [markdown]
 # ## The recipe
-# 10 steps per octave, 4 octaves 1.4 x apart (the smallest is 64 / 1.4^3 ~ 23 pixels): dreaming
+# 10 steps per octave, 4 octaves 1.4 x apart (64, 46, 33, 24 pixels: each 1.4 x smaller, rounded): dreaming
 # starts small so that large structures form, and the detail added at each octave is zoomed up to
 # the next. Each step is normalized by the mean |gradient|, the image is rolled by a random offset
 # (jitter) before the step and rolled back after, pixels stay in [0, 1]. The original moved pixels by

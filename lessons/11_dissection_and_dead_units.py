@@ -82,7 +82,7 @@ print(f"shape classes with a detector: {len(shape_classes)} of {len(data.CLASS_N
 # A class without a detector is not a class no unit sees: its best unit overlaps it above the threshold,
 # but overlaps a look-alike (star for cross, disc for diamond) more, and takes that label. The network
 # tells the two apart in fc1, by weighing several such units at once. (README: seven retrained variants
-# of shapes_vgg all left one to four classes without a unit of their own, a different set each time.)
+# of shapes_vgg all left two to four classes without a unit of their own, a different set each time.)
 for name in missing:
     column = result.concept_names.index(name)
     unit = int(result.iou[:, column].argmax())
@@ -129,5 +129,5 @@ unit = int(np.argmax(unit_maxima(killed, images, "relu3_2")))  # the liveliest u
 killed["conv3_2"].params["bias"][unit] = -1e3
 before = set(dead_units(net, images, "relu3_2"))
 after = set(dead_units(killed, images, "relu3_2"))
-print(f"killed unit {unit}: dead units now {sorted(after)} (before {sorted(before)})")
+print(f"killed unit {unit}: dead units now {sorted(map(int, after))} (before {sorted(map(int, before))})")
 assert after == before | {unit}

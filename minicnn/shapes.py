@@ -7,41 +7,58 @@ The one formula behind all of them (per spatial axis, input n, kernel k, stride 
 The transposed convolution runs it backwards: n = (out - 1) s - 2p + k + output_padding.
 Receptive fields stack the same numbers layer on layer: r_l = r_{l-1} + (k_l - 1) j_{l-1}, j_l = j_{l-1} s_l.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from .checks import check_int_at_least
 
 
+def _is_int(value):
+    """A Python or NumPy int (np.argmax, array shapes and sums give NumPy ones), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def pair(value, name):
-    """An int or a pair of ints -> a tuple (a, b) of Python ints; anything else is an error."""
-    if isinstance(value, (int,)) and not isinstance(value, bool):
+    """An int or a pair of ints (Python or NumPy, not bool) -> a tuple (a, b) of Python ints."""
+    if _is_int(value):
         return (int(value), int(value))
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
         return (int(value[0]), int(value[1]))
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
 
 
+def pair_at_least(value, name, low):
+    """pair(value, name), with both ints >= low (ValueError otherwise)."""
+    a, b = pair(value, name)
+    if min(a, b) < low:
+        raise ValueError(f"{name} must be >= {low}, got {(a, b)}")
+    return a, b
+
+
 def check_geometry(kernel_size, stride, padding, name="kernel_size"):
     """Normalise and validate (kernel, stride, padding) pairs: k >= 1, s >= 1, p >= 0."""
-    k, s, p = pair(kernel_size, name), pair(stride, "stride"), pair(padding, "padding")
-    if min(k) < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-    if min(s) < 1:
-        raise ValueError(f"stride must be >= 1, got {s}")
-    if min(p) < 0:
-        raise ValueError(f"padding must be >= 0, got {p}")
-    return k, s, p
+    return pair_at_least(kernel_size, name, 1), pair_at_least(stride, "stride", 1), pair_at_least(padding, "padding", 0)
+
+
+def check_geometry_1d(kernel, stride, padding, name="kernel"):
+    """One axis: (k, s, p) as Python ints (one int each, not a pair) with k >= 1, s >= 1, p >= 0."""
+    return (check_int_at_least(kernel, name, 1), check_int_at_least(stride, "stride", 1),
+            check_int_at_least(padding, "padding", 0))
 
 
 def conv_output_size(n, kernel, stride=1, padding=0):
-    """Output length of a convolution along one axis: floor((n + 2p - k) / s) + 1."""
+    """Output length of a convolution along one axis: floor((n + 2p - k) / s) + 1.
+
+    n >= 1, k >= 1, s >= 1, p >= 0 (ints); the kernel must fit the padded input (n + 2p >= k),
+    which is exactly when the output has at least one position.
+    """
+    n = check_int_at_least(n, "n", 1)
+    kernel, stride, padding = check_geometry_1d(kernel, stride, padding)
     if n + 2 * padding < kernel:
         raise ValueError(
-            f"kernel size {kernel} is larger than the padded input {n} + 2*{padding} = {n + 2 * padding}"
+            f"kernel size {kernel} is larger than the padded input {n} + 2*{padding} = {n + 2 * padding}: "
+            f"the output would have no position"
         )
     return (n + 2 * padding - kernel) // stride + 1
 
@@ -59,27 +76,30 @@ def conv2d_output_shape(input_hw, kernel_size, stride=1, padding=0):
 
 
 def conv_transpose_output_size(n, kernel, stride=1, padding=0, output_padding=0):
-    """Output length of a transposed convolution along one axis: (n - 1) s - 2p + k + output_padding."""
-    return (n - 1) * stride - 2 * padding + kernel + output_padding
+    """Output length of a transposed convolution along one axis: (n - 1) s - 2p + k + output_padding.
+
+    n >= 1, k >= 1, s >= 1, p >= 0 and 0 <= output_padding < s (ints); the padding may not crop
+    the output down to nothing.
+    """
+    n = check_int_at_least(n, "n", 1)
+    kernel, stride, padding = check_geometry_1d(kernel, stride, padding)
+    output_padding = check_int_at_least(output_padding, "output_padding", 0)
+    if output_padding >= stride:
+        raise ValueError(f"output_padding must satisfy 0 <= output_padding < stride, got {output_padding} "
+                         f"with stride {stride}")
+    out = (n - 1) * stride - 2 * padding + kernel + output_padding
+    if out < 1:
+        raise ValueError(f"transposed convolution output would be {out} for input {n}, kernel {kernel}, "
+                         f"stride {stride}, padding {padding}: the padding is too large")
+    return out
 
 
 def conv_transpose2d_output_shape(input_hw, kernel_size, stride=1, padding=0, output_padding=0):
-    """(H, W) of y -> (H, W) of conv_transpose2d(y); output_padding must be < stride (or < dilation)."""
+    """(H, W) of y -> (H, W) of conv_transpose2d(y); output_padding must be < stride."""
     (kh, kw), (sh, sw), (ph, pw) = check_geometry(kernel_size, stride, padding)
     oph, opw = pair(output_padding, "output_padding")
-    if not (0 <= oph < sh and 0 <= opw < sw):
-        raise ValueError(
-            f"output_padding must satisfy 0 <= output_padding < stride, got output_padding {(oph, opw)} "
-            f"with stride {(sh, sw)}"
-        )
-    h = conv_transpose_output_size(input_hw[0], kh, sh, ph, oph)
-    w = conv_transpose_output_size(input_hw[1], kw, sw, pw, opw)
-    if h < 1 or w < 1:
-        raise ValueError(
-            f"transposed convolution output would be {(h, w)} for input {tuple(input_hw)}, kernel {(kh, kw)}, "
-            f"stride {(sh, sw)}, padding {(ph, pw)}: the padding is too large"
-        )
-    return h, w
+    return (conv_transpose_output_size(input_hw[0], kh, sh, ph, oph),
+            conv_transpose_output_size(input_hw[1], kw, sw, pw, opw))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,9 +114,8 @@ def input_sizes_for_output(out, kernel, stride=1, padding=0):
     which one it was. A transposed convolution must be told, and output_padding = n - min(range)
     does exactly that. Example: out 2, kernel 2, stride 2 -> range(4, 6): inputs 4 and 5 both give 2.
     """
-    check_int_at_least(out, "out", 1)
-    k, s, p = (check_int_at_least(kernel, "kernel", 1), check_int_at_least(stride, "stride", 1),
-               check_int_at_least(padding, "padding", 0))
+    out = check_int_at_least(out, "out", 1)
+    k, s, p = check_geometry_1d(kernel, stride, padding)
     smallest = (out - 1) * s + k - 2 * p
     return range(max(smallest, 1), max(smallest + s, 1))
 

@@ -10,7 +10,7 @@ TEMPLATE of what it detects (lecture section 6). For the first layer, x is a pat
 
 A deeper filter (F, C, kh, kw) multiplies C feature maps of the layer below, not colours. Drawing it
 gives C grey kh x kw tiles per filter, each a template over one map whose meaning we do not know:
-shapes_vgg's conv2_1 alone has 32 filters x 16 input channels = 512 tiles of 3 x 3 numbers, none of
+shapes_vgg's conv3_1 alone has 32 filters x 16 input channels = 512 tiles of 3 x 3 numbers, none of
 which looks like anything. That is why the lecture turns to dataset search and DeconvNet for deeper units.
 
     filters_grid(net, layer) -> FilterTiles   arrays ready for imshow (plot.filters_figure draws them)
