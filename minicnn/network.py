@@ -11,9 +11,11 @@ So `a = net.forward(x, upto="relu3")` then `net.forward(a, after="relu3")` equal
 and backward retraces the last forward pass. The ReLU rule is chosen per backward call:
 "gradient" (true gradient), "deconvnet" (Zeiler & Fergus), "guided" (guided backpropagation).
 """
+from collections.abc import Mapping
+
 import numpy as np
 
-from .checks import check_array, check_choice
+from .checks import check_array, check_choice, check_finite
 from .layers import Layer
 from .weights import load_weights, save_weights
 
@@ -106,31 +108,39 @@ class Network:
 
     def forward(self, x, after=None, upto=None):
         """Run the layers after `after` up to `upto` (inclusive) on x; returns the output of `upto`."""
-        check_array(x, "x")
         first, last = self._span(after, upto)
-        shapes = {}
-        for i in range(first, last + 1):
-            x = self.layers[self.names[i]].forward(x)
-            shapes[i] = x.shape
-        self._last_forward = (first, last, shapes)
-        return x
+        return self._run(x, first, last)
 
     __call__ = forward
 
     def activations(self, x, names):
         """One forward pass from the image; returns {name: output of that layer} for the given names."""
+        if isinstance(names, str) or not names:
+            raise TypeError(f"names must be a non-empty list of layer names, got {names!r}; for one layer "
+                            "use net.forward(x, upto=name)")
         indices = sorted(self._index(name) for name in names)
-        wanted = {self.names[i] for i in indices}
         outputs = {}
+        self._run(x, 0, indices[-1], keep={self.names[i] for i in indices}, outputs=outputs)
+        return outputs
+
+    def _run(self, x, first, last, keep=(), outputs=None):
+        """Layers first..last (indices) on x; records each output shape for backward; returns the last
+        output and puts the outputs of the layers named in `keep` into `outputs`. A layer that cannot
+        take its input says which layer it is."""
         check_array(x, "x")
         shapes = {}
-        for i in range(indices[-1] + 1):
-            x = self.layers[self.names[i]].forward(x)
+        for i in range(first, last + 1):
+            name = self.names[i]
+            try:
+                x = self.layers[name].forward(x)
+            except ValueError as error:
+                raise ValueError(f"layer {name!r} ({self.layers[name]!r}) cannot take its input of shape "
+                                 f"{x.shape}: {error}") from error
             shapes[i] = x.shape
-            if self.names[i] in wanted:
-                outputs[self.names[i]] = x
-        self._last_forward = (0, indices[-1], shapes)
-        return outputs
+            if name in keep:
+                outputs[name] = x
+        self._last_forward = (first, last, shapes)
+        return x
 
     def backward(self, grad, upto=None, after=None, rule="gradient", param_grads=True):
         """Back-propagate `grad` (the gradient at the output of `upto`) down to the output of `after`.
@@ -165,10 +175,14 @@ class Network:
         return {name: value.copy() for name, value in self.named_parameters().items()}
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays from `state` into the parameters (converted to the network's dtype).
+        """Copy arrays from `state` (a dict "layer.weight" -> array) into the parameters, converted to the
+        network's dtype; a value that is not finite, before or after that conversion, is an error.
 
         With strict=True, missing keys, unexpected keys and shape mismatches are all listed in one error.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a dict of arrays keyed like {list(self.named_parameters())[:2]}, "
+                            f"got {type(state).__name__}")
         own = self.named_parameters()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -183,13 +197,20 @@ class Network:
             problems.append(f"unexpected keys: {unexpected}")
         if problems:
             raise ValueError("state does not fit this network: " + " | ".join(problems))
-        for key, target in own.items():
-            if key in state:
-                value = np.asarray(state[key])
-                if not (np.issubdtype(value.dtype, np.floating)):
-                    raise TypeError(f"{key} must hold floating-point values, got dtype {value.dtype}")
-                target[...] = value.astype(target.dtype)
+        converted = {key: self._converted(key, state[key], target.dtype) for key, target in own.items() if key in state}
+        for key, value in converted.items():  # only once every value has passed
+            own[key][...] = value
         return self
+
+    @staticmethod
+    def _converted(key, value, dtype):
+        """A state value as `dtype`: floating-point and finite, before and after the conversion."""
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.floating):
+            raise TypeError(f"{key} must hold floating-point values, got dtype {value.dtype}")
+        with np.errstate(over="ignore"):  # an overflow is reported just below, as an error
+            converted = check_finite(value, key).astype(dtype)
+        return check_finite(converted, f"{key} converted to {dtype}")
 
     def save(self, path):
         """Save the parameters to an .npz (or .safetensors) file: plain arrays, no pickle."""

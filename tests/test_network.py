@@ -119,6 +119,35 @@ def test_load_state_dict_lists_every_problem_at_once():
     assert "conv2.weight: file (6, 4, 5, 5) vs network (6, 4, 3, 3)" in message
 
 
+def test_load_state_dict_refuses_non_finite_values_and_loads_nothing_then():
+    net = small_net(dtype=np.float32)
+    before = net.state_dict()
+    state = {key: value.astype(np.float64) for key, value in before.items()}
+    state["conv1.weight"] = state["conv1.weight"] + 1.0   # would be loaded first ...
+    state["fc.weight"][0, 0] = 1e40                       # ... but this one overflows float32
+    with pytest.raises(ValueError, match=r"fc.weight converted to float32 must hold finite values, got 1 NaN or inf"):
+        net.load_state_dict(state)
+    state["fc.weight"][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"fc.weight must hold finite values"):
+        net.load_state_dict(state)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])   # nothing was half-loaded
+    with pytest.raises(TypeError, match=r"state must be a dict of arrays .*got list"):
+        net.load_state_dict([1, 2])
+
+
+def test_a_layer_that_cannot_take_its_input_is_named():
+    net = small_net()
+    with pytest.raises(ValueError, match=r"layer 'fc' \(Linear\(24, 5\)\) cannot take its input of shape \(2, 54\)"):
+        net.forward(random_array(0, (2, 3, 12, 12)))
+    with pytest.raises(TypeError, match=r"names must be a non-empty list of layer names, got 'relu1'"):
+        net.activations(random_array(0, (2, 3, 8, 8)), "relu1")
+    with pytest.raises(TypeError, match=r"names must be a non-empty list"):
+        net.activations(random_array(0, (2, 3, 8, 8)), [])
+    outputs = net.activations(random_array(0, (2, 3, 8, 8)), ["relu2", "pool1"])
+    assert {name: a.shape for name, a in outputs.items()} == {"pool1": (2, 4, 4, 4), "relu2": (2, 6, 2, 2)}
+
+
 def test_seed_makes_initialisation_repeatable_and_names_are_checked():
     np.testing.assert_array_equal(small_net(seed=3).state_dict()["fc.weight"], small_net(seed=3).state_dict()["fc.weight"])
     with pytest.raises(ValueError, match="unique"):
