@@ -22,6 +22,13 @@ unless it only builds dicts, lists, numbers, strings and tensors; then it is unp
 `RestrictedUnpickler`, which again hands out only the few names a state dict needs.  Tensors come
 back as numpy arrays copied out of their storage bytes; nothing from the file is ever executed.
 
+Two rules hold for every array, in every format, read or written:
+
+- weights are arrays of real numbers: one of REAL_DTYPES (floats, integers, bool); complex,
+  object, string, structured and datetime arrays are refused;
+- one array has at most MAX_ARRAY_ELEMENTS elements. Readers check the shape the file DECLARES
+  before reading or decompressing any data, so a small file cannot make minicnn allocate gigabytes.
+
 Any problem with a file raises one `WeightFileError` naming the file and what is wrong with it.
 
 `save_weights(path, state)` writes ``.npz`` or ``.safetensors`` (chosen by the extension).
@@ -82,6 +89,50 @@ def bytes_to_array(raw, dtype_name, byteorder="little"):
         return (bits.astype(np.uint32) << 16).view(np.float32)
     array = np.frombuffer(raw, dtype=np.dtype(_NUMPY_CODES[dtype_name]).newbyteorder(order))
     return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# The two rules every array obeys, in every format
+# ----------------------------------------------------------------------------------------------
+
+# Weights are real numbers: an array must have one of these dtypes (in either byte order).
+REAL_DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
+               "uint64", "uint32", "uint16", "uint8", "bool")
+
+# The most elements one array may have. The largest weight of VGG16 (fc6, 25088 x 4096 = 102.8
+# million) fits; a float64 array of this size takes 1 GiB.
+MAX_ARRAY_ELEMENTS = 2**27
+
+
+def _dtype_problem(what, dtype):
+    """None if `dtype` is one of REAL_DTYPES, else the sentence saying that `what` breaks the rule."""
+    if dtype.name in REAL_DTYPES:
+        return None
+    return f"{what} has dtype {dtype}; weights must be real numbers, one of {', '.join(REAL_DTYPES)}"
+
+
+def _size_problem(what, shape):
+    """None if `shape` has at most MAX_ARRAY_ELEMENTS elements, else the sentence saying it has more."""
+    count = math.prod(shape)
+    if count <= MAX_ARRAY_ELEMENTS:
+        return None
+    return (f"{what} has shape {tuple(shape)} = {count:,} elements, more than the "
+            f"{MAX_ARRAY_ELEMENTS:,} one array may have (MAX_ARRAY_ELEMENTS)")
+
+
+def _check_declared_dtype(what, dtype):
+    """Readers call this with the dtype a file declares for an array, before reading its data."""
+    problem = _dtype_problem(what, dtype)
+    if problem:
+        raise _Problem(problem)
+
+
+def _check_declared_size(what, shape):
+    """Readers call this with the shape a file declares, BEFORE reading or decompressing the data."""
+    problem = _size_problem(what, shape)
+    if problem:
+        raise _Problem(f"{problem}; refused before reading it, so that a small file cannot ask "
+                       "for a huge array")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,10 +203,6 @@ class TensorRef:
         return view.copy(order="C")
 
 
-# A view with stride 0 (torch's expand) may have more elements than its storage; up to this many.
-MAX_EXPANDED_ELEMENTS = 2**24
-
-
 def _is_int(value):
     return type(value) is int
 
@@ -164,7 +211,8 @@ def rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     """Our stand-in for torch._utils._rebuild_tensor(_v2): check the view, remember it.
 
     The view reads elements offset + sum(i_k * stride_k) for 0 <= i_k < size_k, so its last element
-    is offset + sum((size_k - 1) * stride_k); that must lie inside the storage.
+    is offset + sum((size_k - 1) * stride_k); that must lie inside the storage. A view with stride 0
+    (torch's expand) has more elements than its storage: the size rule applies to the view itself.
     """
     if not isinstance(storage, StorageRef):
         raise _Problem(f"a tensor is built on {type(storage).__name__}, not on a storage")
@@ -175,6 +223,7 @@ def rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if storage_offset < 0 or min(size + stride, default=0) < 0:
         raise _Problem(f"tensor view has a negative offset, size or stride: offset {storage_offset}, "
                        f"size {size}, stride {stride}")
+    _check_declared_size(f"a tensor on storage {storage.key} (stride {stride})", size)
     if 0 in size:
         return TensorRef(storage, storage_offset, size, stride)
     last = storage_offset + sum((n - 1) * step for n, step in zip(size, stride))
@@ -182,11 +231,6 @@ def rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
         raise _Problem(
             f"a tensor of size {size} (offset {storage_offset}, stride {stride}) reads element {last}, "
             f"past the end of storage {storage.key} which has {storage.numel} elements"
-        )
-    if math.prod(size) > max(storage.numel, MAX_EXPANDED_ELEMENTS):
-        raise _Problem(
-            f"a tensor of size {size} (stride {stride}) repeats the {storage.numel} elements of storage "
-            f"{storage.key} into {math.prod(size)}; refused, so that a small file cannot ask for a huge array"
         )
     return TensorRef(storage, storage_offset, size, stride)
 
@@ -405,6 +449,7 @@ class StorageTable:
         _check_storage_key(key)
         if not _is_int(numel) or numel < 0:
             raise _Problem(f"storage {key} has a malformed element count {numel!r}")
+        _check_declared_size(f"storage {key}", (numel,))
         self.add_root(key, storage_type.dtype, numel)
         view = pid[5] if len(pid) == 6 else None
         if view is None:
@@ -639,11 +684,8 @@ _SAFETENSORS_DTYPES = {
     "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32",
     "U64": "uint64", "BOOL": "bool",
 }
-_NUMPY_TO_SAFETENSORS = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32",
-    "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32",
-    "uint64": "U64", "bool": "BOOL",
-}
+# What save_weights writes: every one of REAL_DTYPES has a safetensors code.
+_NUMPY_TO_SAFETENSORS = {dtype: code for code, dtype in _SAFETENSORS_DTYPES.items() if dtype in REAL_DTYPES}
 
 
 def _load_safetensors(stream, file_size):
@@ -702,6 +744,7 @@ def _parse_safetensors_entry(name, entry):
                        f"(minicnn reads {sorted(_SAFETENSORS_DTYPES)})")
     if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
         raise _Problem(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    _check_declared_size(f"tensor {name!r}", shape)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)):
         raise _Problem(f"tensor {name!r}: data_offsets must be [begin, end], got {offsets!r}")
     dtype = _SAFETENSORS_DTYPES[dtype]
@@ -734,10 +777,7 @@ def _save_safetensors(path, state):
     """Write the header (JSON padded with spaces to a multiple of 8 bytes) then each tensor's bytes."""
     header, blobs, position = {}, [], 0
     for name, array in state.items():
-        code = _NUMPY_TO_SAFETENSORS.get(array.dtype.name)
-        if code is None:
-            raise TypeError(f"state[{name!r}] has dtype {array.dtype}, which safetensors cannot store here; "
-                            f"use one of {sorted(_NUMPY_TO_SAFETENSORS)}")
+        code = _NUMPY_TO_SAFETENSORS[array.dtype.name]  # _check_state allowed REAL_DTYPES only
         blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": code, "shape": list(array.shape),
                         "data_offsets": [position, position + len(blob)]}
@@ -755,21 +795,49 @@ def _save_safetensors(path, state):
 # npz
 # ----------------------------------------------------------------------------------------------
 
-def _load_npz(path):
-    """An .npz is a zip of .npy files; allow_pickle=False refuses object arrays (pickles)."""
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {}
-        for name in npz.files:
-            try:
-                array = npz[name]
-            except ValueError as error:
-                raise _Problem(f"entry {name!r} is not a plain array ({error})") from error
-            if not isinstance(array, np.ndarray):
-                raise _Problem(f"entry {name!r} is not an .npy array")
-            arrays[name] = array
-    if not arrays:
-        raise _Problem("the .npz archive holds no arrays")
+# numpy's own limit on the length of an .npy header (read_array's max_header_size).
+_NPY_MAX_HEADER = 10_000
+# Magic string (6 bytes), version (2), header length (2 or 4), then the header itself.
+_NPY_HEAD_BYTES = 12 + _NPY_MAX_HEADER
+
+
+def _load_npz(archive):
+    """Read the arrays of an .npz, a zip of <name>.npy files, checking each header before its data.
+
+    The header (dtype, shape) is checked against the two rules first; only then is the data read
+    and, in a compressed .npz, decompressed. Object arrays (pickles) are refused by the dtype rule.
+    """
+    arrays = {}
+    for member in archive.namelist():
+        if not member.endswith(".npy"):
+            raise _Problem(f"entry {member!r} is not an .npy array")
+        name = member[: -len(".npy")]
+        if name in arrays:
+            raise _Problem(f"the .npz holds two entries named {member!r}")
+        with archive.open(member) as stream:
+            shape, _fortran_order, dtype = _read_npy_header(stream)
+        _check_declared_dtype(f"entry {name!r}", dtype)
+        _check_declared_size(f"entry {name!r}", shape)
+        with archive.open(member) as stream:
+            arrays[name] = np.lib.format.read_array(stream, allow_pickle=False,
+                                                    max_header_size=_NPY_MAX_HEADER)
     return arrays
+
+
+def _read_npy_header(stream):
+    """(shape, fortran_order, dtype) of an .npy file, from at most its first _NPY_HEAD_BYTES bytes.
+
+    The header states its own length (up to 4 GB in format 2.0): reading only this many bytes
+    keeps a lying length from making us read or decompress that much.
+    """
+    head = io.BytesIO(stream.read(_NPY_HEAD_BYTES))
+    version = np.lib.format.read_magic(head)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(head, max_header_size=_NPY_MAX_HEADER)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(head, max_header_size=_NPY_MAX_HEADER)
+    raise _Problem(f".npy format version {version[0]}.{version[1]} is not read (1.0 and 2.0 are; "
+                   "numpy writes 3.0 only for structured arrays, which are not weights)")
 
 
 def _save_npz(path, state):
@@ -884,16 +952,21 @@ def _read_keras_classic(root):
 
 
 def _read_h5_array(dataset, h5):
-    """Read a dataset that lives inside the file itself.
+    """Read a dataset that lives inside the file itself, once its declared dtype and shape pass.
 
     HDF5 can point elsewhere: external links to other files, datasets whose bytes are stored in
     another file (a weight file could "contain" /etc/passwd), virtual datasets. All refused.
+    A chunked dataset with no chunks written takes a few bytes whatever shape it declares.
     """
     import h5py
     if not isinstance(dataset, h5py.Dataset):
         raise _Problem(f"{dataset.name} is not a dataset")
     if dataset.file.filename != h5.filename or dataset.external or dataset.is_virtual:
         raise _Problem(f"dataset {dataset.name} keeps its data outside this file (refused)")
+    if dataset.shape is None:
+        raise _Problem(f"dataset {dataset.name} has no dataspace: it holds no array")
+    _check_declared_dtype(f"dataset {dataset.name}", dataset.dtype)
+    _check_declared_size(f"dataset {dataset.name}", dataset.shape)
     return np.asarray(dataset[()])
 
 
@@ -975,8 +1048,8 @@ def _load_zip(path):
             return _load_torch_zip(archive)
         if "model.weights.h5" in names:
             raise _Problem("this is a Keras 3 .keras archive; unzip it and load its model.weights.h5")
-    if any(n.endswith(".npy") for n in names):
-        return _load_npz(path)
+        if any(n.endswith(".npy") for n in names):
+            return _load_npz(archive)
     raise _Problem(f"a zip archive that is neither a PyTorch checkpoint (no */data.pkl) nor an .npz "
                    f"(no .npy members); it holds {names[:5]}")
 
@@ -994,8 +1067,9 @@ def load_weights(path):
     module docstring). Tensors come back C-contiguous in their own dtype, except bfloat16, which is
     widened exactly to float32. Keras weights are converted to PyTorch conventions (OIHW conv
     kernels, (out, in) dense weights; see keras_flatten_to_channels_first for the first dense layer
-    after a Flatten). Nothing in the file is executed; a malformed or unsafe file raises
-    WeightFileError naming the file and the problem.
+    after a Flatten). Nothing in the file is executed; a malformed or unsafe file, or an array that
+    is not of REAL_DTYPES or has more than MAX_ARRAY_ELEMENTS elements, raises WeightFileError
+    naming the file and the problem.
     """
     path = os.fspath(path)
     with open(path, "rb") as stream:
@@ -1020,7 +1094,11 @@ def load_weights(path):
 
 
 def save_weights(path, state):
-    """Write {name: numpy array} to `path`: .npz or .safetensors, chosen by the extension."""
+    """Write {name: numpy array} to `path`: .npz or .safetensors, chosen by the extension.
+
+    Each array must obey the rules load_weights applies: a dtype of REAL_DTYPES (TypeError
+    otherwise) and at most MAX_ARRAY_ELEMENTS elements (ValueError otherwise).
+    """
     path = os.fspath(path)
     _check_state(state)
     if path.lower().endswith(".npz"):
@@ -1041,5 +1119,9 @@ def _check_state(state):
             raise ValueError(f"state keys must be non-empty strings other than '__metadata__', got {name!r}")
         if not isinstance(array, np.ndarray):
             raise TypeError(f"state[{name!r}] must be a numpy.ndarray, got {type(array).__name__}")
-        if array.dtype.hasobject:
-            raise TypeError(f"state[{name!r}] has dtype object, which is not a numeric array")
+        wrong_dtype = _dtype_problem(f"state[{name!r}]", array.dtype)
+        if wrong_dtype:
+            raise TypeError(wrong_dtype)
+        too_big = _size_problem(f"state[{name!r}]", array.shape)
+        if too_big:
+            raise ValueError(f"{too_big}; load_weights would refuse the file")

@@ -7,6 +7,7 @@ without it.
 import io
 import json
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -276,10 +277,11 @@ MALICIOUS = {
         lambda m: zip_with(wf.PROTO_2 + wf.EMPTY_DICT + wf.BINPUT_0 + wf.text("a") + wf.BINGET_0 + wf.SETITEM
                            + wf.STOP),
         r"the container at 'a' appears twice"),
-    "expanded view of 2**26 elements from 1": (
-        lambda m: zip_with(wf.float_tensor_pickle(numel=1, size=(2**13, 2**13), stride=(0, 0)),
+    "expanded view of 2**28 elements from 1": (
+        lambda m: zip_with(wf.float_tensor_pickle(numel=1, size=(2**14, 2**14), stride=(0, 0)),
                            {"0": wf.float32_bytes([1])}),
-        r"refused, so that a small file cannot ask for a huge array"),
+        r"a tensor on storage 0 \(stride \(0, 0\)\) has shape \(16384, 16384\) = 268,435,456 elements, "
+        r"more than the 134,217,728 one array may have"),
     "a bare malicious pickle named .pt": (lambda m: lambda p: wf.write_bytes(p, wf.system_payload(m)),
                                           r"refused global '(posix|os|nt)\.system'"),
 }
@@ -505,7 +507,7 @@ def test_npz_round_trip(tmp_path):
 
 def test_npz_with_object_array_is_refused(tmp_path):
     np.savez(tmp_path / "o.npz", ok=np.ones(2), bad=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(WeightFileError, match=r"entry 'bad' is not a plain array"):
+    with pytest.raises(WeightFileError, match=r"entry 'bad' has dtype object; weights must be real numbers"):
         load_weights(tmp_path / "o.npz")
 
 
@@ -518,8 +520,6 @@ def test_save_weights_checks_its_arguments(tmp_path):
         save_weights(tmp_path / "m.npz", [np.ones(2)])
     with pytest.raises(ValueError, match=r"state is empty"):
         save_weights(tmp_path / "m.npz", {})
-    with pytest.raises(TypeError, match=r"complex128"):
-        save_weights(tmp_path / "m.safetensors", {"w": np.ones(2, dtype=complex)})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,3 +676,184 @@ def test_keras_flatten_to_channels_first_reorders_columns():
     np.testing.assert_array_equal(got[0], ((h * width + w) * channels + c).reshape(-1))
     with pytest.raises(ValueError, match=r"must have 2\*3\*4 = 24 columns"):
         keras_flatten_to_channels_first(np.ones((1, 23)), channels, height, width)
+
+
+# ----------------------------------------------------------------------------------------------
+# The two rules, in every format: real-number dtypes, at most MAX_ARRAY_ELEMENTS per array
+# ----------------------------------------------------------------------------------------------
+
+def write_keras_one_weight(path, **dataset_args):
+    """A classic Keras file: one layer "dense" with one weight "dense/kernel:0" (h5py's create_dataset args)."""
+    import h5py
+    with h5py.File(path, "w") as h5:
+        h5.attrs["layer_names"] = np.array([b"dense"])
+        group = h5.create_group("dense")
+        group.attrs["weight_names"] = np.array([b"dense/kernel:0"])
+        group.create_dataset("dense/kernel:0", **dataset_args)
+    return path
+
+
+def npz_declaring(path, shape, data=b"", descr="<f4"):
+    """An .npz whose one member w.npy has a header declaring `shape`, followed by just `data`."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    return wf.write_bytes(path, zip_bytes({"w.npy": header.getvalue() + data}))
+
+
+def test_tiny_npz_declaring_a_huge_array_is_refused_before_reading(tmp_path):
+    """numpy would try to allocate 37 GiB for this 300-byte file (MemoryError)."""
+    path = npz_declaring(tmp_path / "huge.npz", (100000, 100000), data=bytes(16))
+    assert path.stat().st_size < 400
+    with pytest.raises(WeightFileError, match=r"huge\.npz: entry 'w' has shape \(100000, 100000\) = "
+                                              r"10,000,000,000 elements, more than the 134,217,728"):
+        load_weights(path)
+
+
+def test_compressed_npz_past_the_cap_is_refused_before_decompressing(tmp_path, monkeypatch):
+    np.savez_compressed(tmp_path / "bomb.npz", w=np.zeros(10**6, dtype=np.float32))
+    assert (tmp_path / "bomb.npz").stat().st_size < 10_000     # 4 MB of zeros deflate to a few KB
+    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 1000)
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *args, **kwargs: pytest.fail("data was read"))
+    with pytest.raises(WeightFileError, match=r"entry 'w' has shape \(1000000,\) = 1,000,000 elements, "
+                                              r"more than the 1,000 one array may have"):
+        load_weights(tmp_path / "bomb.npz")
+
+
+def test_npy_header_claiming_4_gb_is_not_read_in_full(tmp_path):
+    """Format 2.0 gives the header length in 4 bytes; numpy reads that many bytes before any check."""
+    import tracemalloc
+    member = b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**32 - 1) + b" " * 30_000_000
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("w.npy", member)
+    path = wf.write_bytes(tmp_path / "header.npz", buffer.getvalue())
+    tracemalloc.start()
+    try:
+        with pytest.raises(WeightFileError, match=r"header\.npz: malformed file"):
+            load_weights(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+
+
+def test_keras_h5_declaring_a_huge_dataset_is_refused_before_reading(tmp_path):
+    """A chunked dataset with no chunks written: a few KB on disk, 40 GB if read."""
+    pytest.importorskip("h5py")
+    path = write_keras_one_weight(tmp_path / "huge.h5", shape=(100000, 100000), dtype="<f4", chunks=(100, 100))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(WeightFileError, match=r"huge\.h5: dataset /dense/dense/kernel:0 has shape "
+                                              r"\(100000, 100000\) = 10,000,000,000 elements"):
+        load_weights(path)
+
+
+def test_keras_h5_dataset_without_dataspace_is_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = write_keras_one_weight(tmp_path / "empty.h5", data=h5py.Empty("<f4"))
+    with pytest.raises(WeightFileError, match=r"dataset /dense/dense/kernel:0 has no dataspace"):
+        load_weights(path)
+
+
+WEIGHT_4X5 = np.arange(20, dtype=np.float32).reshape(4, 5)
+TORCH_4X5 = dict(numel=20, size=(4, 5), stride=(5, 1))
+
+# format -> (write the file holding WEIGHT_4X5, what the size error names, what load_weights returns)
+EVERY_FORMAT = {
+    "npz": (lambda p: save_weights(p.with_suffix(".npz"), {"w": WEIGHT_4X5}),
+            r"entry 'w' has shape \(4, 5\)", {"w": WEIGHT_4X5}),
+    "compressed npz": (lambda p: np.savez_compressed(p.with_suffix(".npz"), w=WEIGHT_4X5),
+                       r"entry 'w' has shape \(4, 5\)", {"w": WEIGHT_4X5}),
+    "safetensors": (lambda p: save_weights(p.with_suffix(".safetensors"), {"w": WEIGHT_4X5}),
+                    r"tensor 'w' has shape \(4, 5\)", {"w": WEIGHT_4X5}),
+    "torch zip": (lambda p: wf.write_torch_zip(p, wf.float_tensor_pickle(**TORCH_4X5), {"0": WEIGHT_4X5.tobytes()}),
+                  r"storage 0 has shape \(20,\)", {"w": WEIGHT_4X5}),
+    "torch legacy": (lambda p: wf.write_bytes(p, wf.legacy_bytes(wf.float_tensor_pickle(**TORCH_4X5, legacy=True),
+                                                                 [("0", 20, WEIGHT_4X5.tobytes())])),
+                     r"storage 0 has shape \(20,\)", {"w": WEIGHT_4X5}),
+    "keras h5": (lambda p: write_keras_one_weight(p, data=WEIGHT_4X5),
+                 r"dataset /dense/dense/kernel:0 has shape \(4, 5\)", {"dense.weight": WEIGHT_4X5.T}),
+}
+
+
+@pytest.mark.parametrize("fmt", list(EVERY_FORMAT))
+def test_every_format_obeys_the_same_size_rule(tmp_path, monkeypatch, fmt):
+    """One array of 20 elements: refused when the cap is 19, read when it is 20."""
+    if fmt == "keras h5":
+        pytest.importorskip("h5py")
+    write, names, want = EVERY_FORMAT[fmt]
+    write(tmp_path / "w")
+    (path,) = tmp_path.iterdir()
+    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 19)
+    with pytest.raises(WeightFileError, match=rf"{names} = 20 elements, more than the 19 one array may have"):
+        load_weights(path)
+    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 20)
+    assert_same_state(load_weights(path), want)
+
+
+def test_save_weights_refuses_what_load_weights_would(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 19)
+    for suffix in (".npz", ".safetensors"):
+        with pytest.raises(ValueError, match=r"state\['w'\] has shape \(4, 5\) = 20 elements, more than "
+                                             r"the 19 .*load_weights would refuse the file"):
+            save_weights(tmp_path / f"m{suffix}", {"w": WEIGHT_4X5})
+    assert not list(tmp_path.iterdir())
+
+
+NOT_REAL = ["complex128", "<U3", "datetime64[s]"]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+@pytest.mark.parametrize("dtype", NOT_REAL)
+def test_save_weights_refuses_arrays_that_are_not_real_numbers(tmp_path, suffix, dtype):
+    path = tmp_path / f"m{suffix}"
+    with pytest.raises(TypeError, match=rf"state\['w'\] has dtype {re.escape(str(np.dtype(dtype)))}; "
+                                        r"weights must be real numbers, one of float64, float32, "):
+        save_weights(path, {"ok": np.ones(2), "w": np.zeros(2, dtype=dtype)})
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("dtype", NOT_REAL)
+def test_npz_of_arrays_that_are_not_real_numbers_is_refused(tmp_path, dtype):
+    np.savez(tmp_path / "c.npz", ok=np.ones(2), w=np.zeros(2, dtype=dtype))
+    with pytest.raises(WeightFileError, match=rf"entry 'w' has dtype {re.escape(str(np.dtype(dtype)))}; "
+                                              r"weights must be real numbers"):
+        load_weights(tmp_path / "c.npz")
+
+
+def test_keras_h5_complex_dataset_is_refused(tmp_path):
+    pytest.importorskip("h5py")
+    path = write_keras_one_weight(tmp_path / "c.h5", data=np.ones((2, 2), dtype=np.complex64))
+    with pytest.raises(WeightFileError, match=r"dataset /dense/dense/kernel:0 has dtype complex64"):
+        load_weights(path)
+
+
+def npy_version_3(tmp_path):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ones(2), version=(3, 0))
+    return zip_bytes({"w.npy": buffer.getvalue()})
+
+
+BAD_NPZ = {
+    "a member that is not .npy": (lambda tmp: zip_bytes({"w.npy": npy_bytes(np.ones(2)), "notes.txt": b"hi"}),
+                                  r"entry 'notes\.txt' is not an \.npy array"),
+    "npy format 3.0": (npy_version_3, r"\.npy format version 3\.0 is not read"),
+    "truncated data": (lambda tmp: npz_declaring(tmp / "t.npz", (3,), data=bytes(8)).read_bytes(),
+                       r"malformed file \(ValueError"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPZ))
+def test_malformed_npz_rejected(tmp_path, case):
+    make, message = BAD_NPZ[case]
+    path = wf.write_bytes(tmp_path / "bad.npz", make(tmp_path))
+    with pytest.raises(WeightFileError, match=message):
+        load_weights(path)
+
+
+def test_npz_with_two_members_of_one_name_is_refused(tmp_path):
+    path = tmp_path / "twice.npz"
+    with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("w.npy", npy_bytes(np.ones(2)))
+        archive.writestr("w.npy", npy_bytes(np.ones(3)))
+    with pytest.raises(WeightFileError, match=r"the \.npz holds two entries named 'w\.npy'"):
+        load_weights(path)
