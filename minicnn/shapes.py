@@ -132,6 +132,8 @@ class ReceptiveField:
     jump   input pixels between neighbouring units (the product of the strides): j_l = j_{l-1} s_l
     start  input coordinate of the TOP-LEFT corner of unit (0, 0)'s box:  a_l = a_{l-1} - p_l j_{l-1};
            negative when the box reaches into the zero padding.
+    geometry the ((kh, kw), (sh, sw), (ph, pw)) of every layer up to this one: from it, output_hw
+           works out how many units the layer has for a given input size.
     Unit (i, j) of the layer sees input rows start[0] + i*jump[0] ... start[0] + i*jump[0] + size[0] - 1
     (and the same for columns). `center` is the middle of unit (0, 0)'s box.
     """
@@ -140,6 +142,7 @@ class ReceptiveField:
     size: tuple
     jump: tuple
     start: tuple
+    geometry: tuple = field(repr=False)
 
     @property
     def center(self):
@@ -197,12 +200,24 @@ def receptive_field(layers, upto=None):
         steps = _geometry_of_list(layers)
     size, jump, start = (1, 1), (1, 1), (0, 0)
     fields = []
-    for name, kernel, stride, padding in steps:
+    for index, (name, kernel, stride, padding) in enumerate(steps):
         size = tuple(r + (k - 1) * j for r, k, j in zip(size, kernel, jump))
         start = tuple(a - p * j for a, p, j in zip(start, padding, jump))
         jump = tuple(j * s for j, s in zip(jump, stride))
-        fields.append(ReceptiveField(name, size, jump, start))
+        geometry = tuple(step[1:] for step in steps[: index + 1])
+        fields.append(ReceptiveField(name, size, jump, start, geometry))
     return fields
+
+
+def output_hw(layer_info, input_hw):
+    """(Ho, Wo) of the layer that layer_info describes, for a network input of size input_hw:
+    conv2d_output_shape applied layer after layer with each layer's (kernel, stride, padding)."""
+    if not isinstance(layer_info, ReceptiveField):
+        raise TypeError(f"layer_info must be a ReceptiveField (from receptive_field), got {type(layer_info).__name__}")
+    hw = pair_at_least(input_hw, "input_hw", 1)
+    for kernel, stride, padding in layer_info.geometry:
+        hw = conv2d_output_shape(hw, kernel, stride, padding)
+    return hw
 
 
 def receptive_field_box(layer_info, i, j, input_hw):
@@ -216,10 +231,14 @@ def receptive_field_box(layer_info, i, j, input_hw):
     reaches: the last rows a strided layer's rounding down leaves unread, or, with padding >= kernel,
     pixels "seen" only through positions of an intermediate layer that are themselves zero padding.
     """
-    if not isinstance(layer_info, ReceptiveField):
-        raise TypeError(f"layer_info must be a ReceptiveField (from receptive_field), got {type(layer_info).__name__}")
     i, j = check_int_at_least(i, "i", 0), check_int_at_least(j, "j", 0)
-    h, w = pair(tuple(input_hw), "input_hw")
+    h, w = pair_at_least(input_hw, "input_hw", 1)
+    units = output_hw(layer_info, (h, w))
+    if i >= units[0] or j >= units[1]:
+        raise ValueError(
+            f"unit ({i}, {j}) does not exist in layer {layer_info.name!r}: for an input of size {(h, w)} "
+            f"the layer's output is {units}, so i < {units[0]} and j < {units[1]}"
+        )
     top = layer_info.start[0] + i * layer_info.jump[0]
     left = layer_info.start[1] + j * layer_info.jump[1]
     box = (max(top, 0), min(top + layer_info.size[0], h), max(left, 0), min(left + layer_info.size[1], w))

@@ -14,6 +14,8 @@ from minicnn.shapes import (
     conv_transpose2d_output_shape,
     conv_transpose_output_size,
     input_sizes_for_output,
+    output_hw,
+    pair,
     receptive_field,
     receptive_field_box,
 )
@@ -91,8 +93,9 @@ def test_strided_stack_multiplies_the_jump():
     assert [f.jump[0] for f in fields] == [1, 2, 2, 4, 4]
     # AlexNet's first layer: kernel 11, stride 4, padding 2, then a 3x3 stride-2 max-pool
     alexnet = receptive_field([(11, 4, 2), (3, 2, 0)])
-    assert alexnet[0] == ReceptiveField(0, (11, 11), (4, 4), (-2, -2))
-    assert alexnet[1] == ReceptiveField(1, (19, 19), (8, 8), (-2, -2))
+    conv1, pool1 = ((11, 11), (4, 4), (2, 2)), ((3, 3), (2, 2), (0, 0))
+    assert alexnet[0] == ReceptiveField(0, (11, 11), (4, 4), (-2, -2), (conv1,))
+    assert alexnet[1] == ReceptiveField(1, (19, 19), (8, 8), (-2, -2), (conv1, pool1))
 
 
 def test_non_square_geometry_is_tracked_per_axis():
@@ -125,9 +128,88 @@ def test_receptive_field_box_is_clipped_to_the_image():
     assert receptive_field_box(field, 9, 11, (10, 12)) == (6, 10, 8, 12)
     strided = receptive_field([(3, 1, 0), (2, 2, 0), (3, 1, 0)])[-1]  # size 8, jump 2, start 0
     assert receptive_field_box(strided, 1, 2, (20, 20)) == (2, 10, 4, 12)
-    with pytest.raises(ValueError, match="nothing of an input of size"):
-        receptive_field_box(field, 20, 0, (10, 12))
     with pytest.raises(ValueError, match="i must be an int >= 0"):
         receptive_field_box(field, -1, 0, (10, 12))
     with pytest.raises(TypeError, match="layer_info must be a ReceptiveField"):
         receptive_field_box((7, 1, -3), 0, 0, (10, 12))
+
+
+def test_receptive_field_box_refuses_a_unit_the_layer_does_not_have():
+    field = receptive_field([(3, 1, 0), (2, 2, 0)])[-1]  # 10 -> 8 -> 4
+    assert output_hw(field, (10, 11)) == (4, 4)
+    assert receptive_field_box(field, 3, 3, (10, 11)) == (6, 10, 6, 10)
+    with pytest.raises(ValueError, match=r"unit \(4, 0\) does not exist in layer 1: for an input of size "
+                                         r"\(10, 11\) the layer's output is \(4, 4\), so i < 4 and j < 4"):
+        receptive_field_box(field, 4, 0, (10, 11))  # its box (8, 12) would still overlap the image
+    with pytest.raises(ValueError, match=r"unit \(0, 100\) does not exist"):
+        receptive_field_box(field, 0, 100, (10, 11))
+    # a unit that exists but sees only zero padding (padding >= kernel)
+    padded = receptive_field([(1, 1, 2)])[-1]
+    assert output_hw(padded, (3, 3)) == (7, 7)
+    with pytest.raises(ValueError, match=r"sees rows -2..-2, cols -2..-2: nothing of an input of size \(3, 3\)"):
+        receptive_field_box(padded, 0, 0, (3, 3))
+    with pytest.raises(ValueError, match=r"input_hw must be >= 1, got \(0, 3\)"):
+        receptive_field_box(padded, 0, 0, (0, 3))
+
+
+def test_receptive_field_box_of_a_network_layer_knows_its_output_size():
+    net = Network([("conv1", Conv2d(1, 4, 3, padding=1)), ("relu1", ReLU()), ("pool1", MaxPool2d(2))], seed=0)
+    field = receptive_field(net)[-1]
+    assert output_hw(field, (9, 8)) == net.forward(np.zeros((1, 1, 9, 8), np.float32)).shape[2:] == (4, 4)
+    with pytest.raises(ValueError, match=r"unit \(4, 3\) does not exist in layer 'pool1'.*output is \(4, 4\)"):
+        receptive_field_box(field, 4, 3, (9, 8))
+
+
+# ----------------------------------------------------------------------------------------------
+# bad arguments
+
+
+def test_numpy_integers_are_sizes_and_come_back_as_python_ints():
+    for value, expected in ((np.int64(2), (2, 2)), ((np.int32(3), 4), (3, 4)), ([np.uint8(1), np.int64(5)], (1, 5))):
+        got = pair(value, "stride")
+        assert got == expected and all(type(v) is int for v in got)
+    assert conv2d_output_shape((np.int64(8), 8), np.int64(3), stride=np.int64(2), padding=np.int64(1)) == (4, 4)
+    assert conv_output_size(np.int64(8), np.int64(4), np.int64(2), np.int64(2)) == 5
+    assert conv_transpose2d_output_shape((2, 2), 2, stride=2, output_padding=np.int64(1)) == (5, 5)
+    assert receptive_field([(np.int64(3), np.int64(1), np.int64(1))])[0].size == (3, 3)
+    field = receptive_field([(3, 1, 1)])[0]
+    assert receptive_field_box(field, np.int64(0), np.int64(1), (np.int64(10), np.int64(10))) == (0, 2, 0, 3)
+    conv, pool = Conv2d(3, 4, np.int64(3), stride=np.int64(2), padding=np.int64(1)), MaxPool2d(np.int64(2))
+    assert (conv.kernel_size, conv.stride, conv.padding, pool.kernel_size) == ((3, 3), (2, 2), (1, 1), (2, 2))
+    assert all(type(v) is int for v in conv.kernel_size + conv.stride + conv.padding + pool.stride)
+
+
+@pytest.mark.parametrize("value", [True, np.bool_(True), 2.0, "2", (2, 2, 2), (2, True), None])
+def test_pair_refuses_what_is_not_an_int_or_two(value):
+    with pytest.raises(TypeError, match=r"stride must be an int or a pair of ints, got "):
+        pair(value, "stride")
+
+
+@pytest.mark.parametrize("args,error,message", [
+    ((5, 3, -1), ValueError, r"stride must be an int >= 1, got -1"),
+    ((5, 3, 0), ValueError, r"stride must be an int >= 1, got 0"),
+    ((5, 0), ValueError, r"kernel must be an int >= 1, got 0"),
+    ((5, 3, 1, -1), ValueError, r"padding must be an int >= 0, got -1"),
+    ((0, 1), ValueError, r"n must be an int >= 1, got 0"),
+    ((5.0, 3), TypeError, r"n must be an int >= 1, got float 5.0"),
+    ((5, (3, 3)), TypeError, r"kernel must be an int >= 1, got tuple"),
+    ((2, 5, 1, 1), ValueError, r"kernel size 5 is larger than the padded input 2 \+ 2\*1 = 4: the output would "
+                               r"have no position"),
+])
+def test_conv_output_size_checks_its_arguments(args, error, message):
+    with pytest.raises(error, match=message):
+        conv_output_size(*args)
+
+
+def test_conv_transpose_output_size_checks_its_arguments():
+    assert conv_transpose_output_size(np.int64(5), 4, 2, 2, output_padding=1) == 9
+    with pytest.raises(ValueError, match=r"transposed convolution output would be -5 for input 1, kernel 1, "
+                                         r"stride 1, padding 3: the padding is too large"):
+        conv_transpose_output_size(1, 1, 1, 3)
+    with pytest.raises(ValueError, match=r"output_padding must satisfy 0 <= output_padding < stride, got 2 "
+                                         r"with stride 2"):
+        conv_transpose_output_size(3, 2, 2, 0, output_padding=2)
+    with pytest.raises(ValueError, match=r"output_padding must be an int >= 0, got -1"):
+        conv_transpose2d_output_shape((3, 3), 2, 2, output_padding=(0, -1))
+    with pytest.raises(ValueError, match=r"n must be an int >= 1, got 0"):
+        conv_transpose2d_output_shape((0, 3), 2)
