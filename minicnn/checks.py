@@ -81,8 +81,8 @@ def check_number(value, name, low=None, high=None, low_open=False):
     if not np.isfinite(value) or too_low or too_high:
         lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
         upper = "" if high is None else f"<= {high:g}"
-        wanted = " and ".join(part for part in (lower, upper) if part) or "finite"
-        raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")
+        wanted = " and ".join(part for part in (lower, upper) if part)
+        raise ValueError(f"{name} must be a finite number{' ' + wanted if wanted else ''}, got {value!r}")
     return value
 
 

@@ -361,8 +361,16 @@ def test_bad_options():
         occlusion(net, x, 0, 3, 0, progress=False)
     with pytest.raises(ValueError, match=r"fill must be one of \['mean'\], got 'grey'"):
         occlusion(net, x, 0, 3, 1, fill="grey", progress=False)
-    with pytest.raises(TypeError, match="fill must be 'mean' or a number, got None"):
+    with pytest.raises(TypeError, match=r"fill \(a grey level, or 'mean'\) must be a number, got NoneType None"):
         occlusion(net, x, 0, 3, 1, fill=None, progress=False)
+    with pytest.raises(ValueError, match=r"fill \(a grey level, or 'mean'\) must be a finite number, got nan"):
+        occlusion(net, x, 0, 3, 1, fill=np.nan, progress=False)
+    with pytest.raises(ValueError, match=r"fill 1e\+40 does not fit the images' dtype float32"):
+        occlusion(gap_net().astype(np.float32), x.astype(np.float32), 0, 3, 1, fill=1e40, progress=False)
+    x_with_nan = x.copy()
+    x_with_nan[0, 1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"x must hold finite values, got 1 NaN or inf of 192"):
+        saliency(net, x_with_nan, 0)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         occlusion(net, x, 0, 3, 1, batch_size=0, progress=False)
     with pytest.raises(ValueError, match="smooth must be an int >= 0, got -1"):

@@ -62,6 +62,16 @@ def test_nearest_neighbors_errors():
         nearest_neighbors(net, images, "relu9", 0, 2)
 
 
+def test_embed_errors():
+    net, images = small_net(), random_images(6, 0)
+    with pytest.raises(ValueError, match=r"pca_dims must be an int >= 2, got -1"):
+        embed(net, images, "relu2", pca_dims=-1)
+    with pytest.raises(ValueError, match=r"perplexity must be a finite number > 0, got 0.0"):
+        embed(net, images, "relu2", perplexity=0)
+    with pytest.raises(ValueError, match=r"t-SNE needs at least 4 images, got 3"):
+        embed(net, images[:3], "relu2")
+
+
 def test_embed_gives_finite_coordinates_and_keeps_far_classes_apart():
     """Dark images with a vertical bar vs bright images with a horizontal bar: two clusters in 2-D."""
     rng = np.random.default_rng(2)
@@ -183,6 +193,14 @@ def test_dissect_errors(solid_shapes):
     with pytest.raises(ValueError, match="concept_names"):
         dissect(red_detector(), [(solid_shapes.images, data.concept_masks(solid_shapes)[1])], "relu",
                 progress=False)
+    with pytest.raises(ValueError, match=r"iou_threshold must be a finite number >= 0 and <= 1, got nan"):
+        dissect(red_detector(), solid_shapes, "relu", iou_threshold=np.nan, progress=False)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
+        dissect(red_detector(), solid_shapes, "relu", batch_size=0, progress=False)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got -1"):
+        dead_units(red_detector(), solid_shapes.images, "relu", batch_size=-1)
+    with pytest.raises(ValueError, match=r"eps must be a finite number, got nan"):
+        dead_units(red_detector(), solid_shapes.images, "relu", eps=np.nan)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -56,3 +56,11 @@ def test_centre_maps_point_at_the_centre():
 def test_maps_and_masks_must_match():
     with pytest.raises(ValueError, match=r"both have shape \(N, H, W\), got \(2, 5, 5\) and \(2, 5, 4\)"):
         pointing_hits(np.zeros((2, 5, 5)), np.zeros((2, 5, 4), dtype=bool))
+    with pytest.raises(TypeError, match=r"masks must be a bool array .*got dtype float64"):
+        pointing_hits(np.zeros((2, 5, 5)), np.full((2, 5, 5), 0.3))
+    maps = np.zeros((2, 5, 5))
+    maps[1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"maps must hold finite values, got 1 NaN or inf"):
+        pointing_hits(maps, np.zeros((2, 5, 5), dtype=bool))
+    with pytest.raises(ValueError, match=r"tolerance must be an int >= 0, got -1"):
+        pointing_hits(np.zeros((2, 5, 5)), np.zeros((2, 5, 5), dtype=bool), tolerance=-1)

@@ -330,6 +330,8 @@ def test_clear_errors_for_bad_layers_channels_and_images():
             deconvnet(net, x[:1], layer, 0)
     with pytest.raises(ValueError, match=r"channel 5 is out of range.*5 channels.*0 to 4"):
         top_patches(net, x, "relu2", 5, progress=False)
+    with pytest.raises(ValueError, match=r"channels is empty"):
+        top_patches_for_channels(net, x, "relu2", [], progress=False)
     with pytest.raises(ValueError, match=r"channel -1 is out of range"):
         deconvnet(net, x[:1], "relu2", -1)
     with pytest.raises(TypeError, match=r"channel must be an int"):

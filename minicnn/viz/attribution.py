@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_array, check_choice, check_int_at_least
+from ..checks import check_array, check_choice, check_finite, check_int_at_least, check_number
 from ..ops import softmax
 from ..shapes import check_geometry, conv_output_size
 
@@ -79,7 +79,8 @@ def network_dtype(net):
 
 
 def check_images(net, x, name="x"):
-    """Check that x is an (N, C, H, W) float batch with the network's dtype and channel count."""
+    """Check that x is a non-empty (N, C, H, W) float batch of finite values, with the network's dtype and
+    channel count."""
     check_array(x, name, ndim=4)
     dtype = network_dtype(net)
     if dtype is not None and x.dtype != dtype:
@@ -98,7 +99,7 @@ def check_images(net, x, name="x"):
             break
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {x.shape}): there is nothing to explain")
-    return x
+    return check_finite(x, name)  # a NaN pixel would turn every map into NaN or zeros
 
 
 def forward_checked(net, x, after=None, upto=None):
@@ -190,8 +191,7 @@ def saliency(net, x, target, smooth=0, sigma=0.15, seed=0):
     if smooth == 0:
         gradient = score_gradient(net, x, target)
         return Saliency(channel_max_abs(gradient), gradient)
-    if not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    sigma = check_number(sigma, "sigma", low=0)
     rng = np.random.default_rng(seed)
     std = sigma * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))  # (N,): noise level per image
     map_sum, gradient_sum = 0.0, 0.0
@@ -282,8 +282,9 @@ def _fill_colors(x, fill):
     if isinstance(fill, str):
         check_choice(fill, "fill", ("mean",))
         return x.mean(axis=(2, 3))
-    if isinstance(fill, (bool, np.bool_)) or not isinstance(fill, (int, float, np.integer, np.floating)):
-        raise TypeError(f"fill must be 'mean' or a number, got {fill!r}")
+    fill = check_number(fill, "fill (a grey level, or 'mean')")
+    if abs(fill) > float(np.finfo(x.dtype).max):
+        raise ValueError(f"fill {fill!r} does not fit the images' dtype {x.dtype}")
     return np.full(x.shape[:2], fill, dtype=x.dtype)
 
 

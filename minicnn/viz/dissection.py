@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_array
+from ..checks import check_array, check_int_at_least, check_number
 from ..data import ShapesBatch, concept_masks
 from .attribution import check_images, eval_mode, forward_checked
 from .cam import upsample_bilinear
@@ -88,8 +88,10 @@ def dissect(net, dataset, layer, quantile=0.005, iou_threshold=0.04, batch_size=
     A batch is a ShapesBatch or a pair (images (n, C, H, W), masks (n, n_concepts, H, W) bool); with
     pairs, pass concept_names (one name per mask channel).
     """
-    if not 0 < quantile < 1:
+    if not 0 < check_number(quantile, "quantile") < 1:
         raise ValueError(f"quantile must lie strictly between 0 and 1, got {quantile!r}")
+    iou_threshold = check_number(iou_threshold, "iou_threshold", low=0, high=1)
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
     net._index(layer)  # a clear KeyError for an unknown layer
     with eval_mode(net):
         activations = [forward_checked(net, check_images(net, images, "images"), upto=layer)
@@ -236,6 +238,7 @@ def top_examples(net, images, layer, dissection, units, k=4, batch_size=64):
 def unit_maxima(net, images, layer, batch_size=128):
     """The largest activation of each channel of `layer` over all images and positions: (K,)."""
     check_images(net, images, "images")
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
     maxima = None
     with eval_mode(net):
         for start in range(0, len(images), batch_size):
@@ -250,4 +253,5 @@ def dead_units(net, images, layer, eps=0.0, batch_size=128):
 
     After a ReLU, eps=0 finds the units whose ReLU never opened: dark feature maps for every input.
     """
+    eps = check_number(eps, "eps")
     return np.flatnonzero(unit_maxima(net, images, layer, batch_size) <= eps)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..checks import check_array, check_int_at_least
+from ..checks import check_array, check_int_at_least, check_number
 from .attribution import check_images, eval_mode, forward_checked
 
 
@@ -90,6 +90,10 @@ def embed(net, images, layer, seed=0, perplexity=30.0, pca_dims=50, batch_size=1
     KL(P || Q). As is customary, the vectors are first reduced to `pca_dims` principal components
     (None: not reduced). perplexity is lowered to (N - 1) / 3 for small N. Needs scikit-learn.
     """
+    if pca_dims is not None:
+        pca_dims = check_int_at_least(pca_dims, "pca_dims", 2)
+    perplexity = check_number(perplexity, "perplexity", low=0, low_open=True)
+    check_int_at_least(seed, "seed", 0)
     try:
         from sklearn.manifold import TSNE
     except ImportError:
@@ -100,7 +104,7 @@ def embed(net, images, layer, seed=0, perplexity=30.0, pca_dims=50, batch_size=1
         raise ValueError(f"t-SNE needs at least 4 images, got {len(vectors)}")
     if pca_dims is not None and vectors.shape[1] > pca_dims:
         vectors = principal_components(vectors, pca_dims)
-    perplexity = min(float(perplexity), (len(vectors) - 1) / 3)
+    perplexity = min(perplexity, (len(vectors) - 1) / 3)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     return tsne.fit_transform(vectors)
 

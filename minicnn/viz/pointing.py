@@ -12,6 +12,8 @@ One implementation, used by scripts/pointing_game.py (the README's table), the t
 import numpy as np
 from scipy.ndimage import binary_dilation
 
+from ..checks import check_finite, check_int_at_least
+
 TOLERANCE = 2  # pixels the object mask is grown by
 
 
@@ -36,6 +38,10 @@ def pointing_hits(maps, masks, tolerance=TOLERANCE):
     maps, masks = np.asarray(maps), np.asarray(masks)
     if maps.ndim != 3 or maps.shape != masks.shape:
         raise ValueError(f"maps and masks must both have shape (N, H, W), got {maps.shape} and {masks.shape}")
+    if masks.dtype != bool:
+        raise TypeError(f"masks must be a bool array (True on the object), got dtype {masks.dtype}")
+    check_finite(maps, "maps")
+    tolerance = check_int_at_least(tolerance, "tolerance", 0)
     hits = []
     for heat, mask in zip(maps, masks):
         point = pointed_pixel(heat)

@@ -195,6 +195,8 @@ def top_patches_for_channels(net, images, layer, channels, k=9, batch_size=128, 
     field = check_spatial_layer(net, layer)
     k, batch_size = check_int_at_least(k, "k", 1), check_int_at_least(batch_size, "batch_size", 1)
     channels = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
+    if not channels:
+        raise ValueError("channels is empty: give at least one channel to search for")
     best = {}
     seen = 0
     total = _count_images(images)
@@ -202,7 +204,7 @@ def top_patches_for_channels(net, images, layer, channels, k=9, batch_size=128, 
         for batch in image_batches(images, batch_size):
             check_images(net, batch, "images")
             output = forward_checked(net, batch, upto=layer)  # (B, K, h, w)
-            if not best:  # the first batch tells how many channels the layer has
+            if seen == 0:  # the first batch tells how many channels the layer has
                 best = {check_channel(layer, c, output.shape[1]): [] for c in channels}
             for c in best:
                 best[c] = _ranked(best[c] + _batch_hits(batch, seen, output[:, c], field, k), k)
