@@ -8,14 +8,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import ops
-from .checks import check_array, check_labels
+from .checks import check_array, check_int_at_least, check_labels, check_number
 
 
 class SGD:
     """v <- momentum * v + (g + weight_decay * p);  p <- p - lr * v."""
 
     def __init__(self, net, lr=0.01, momentum=0.9, weight_decay=0.0):
-        self.net, self.lr, self.momentum, self.weight_decay = net, lr, momentum, weight_decay
+        self.net, self.lr = net, check_number(lr, "lr", low=0, low_open=True)
+        self.momentum = check_number(momentum, "momentum", low=0, high=1)
+        self.weight_decay = check_number(weight_decay, "weight_decay", low=0)
         self.velocity = {name: np.zeros_like(p) for name, p in net.named_parameters().items()}
 
     def step(self):
@@ -30,7 +32,14 @@ class Adam:
     """Adam (Kingma & Ba 2015): bias-corrected running means of g and g^2; decoupled weight decay (AdamW)."""
 
     def __init__(self, net, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.net, self.lr, self.betas, self.eps, self.weight_decay = net, lr, betas, eps, weight_decay
+        self.net, self.lr = net, check_number(lr, "lr", low=0, low_open=True)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = tuple(check_number(b, f"betas[{i}]", low=0) for i, b in enumerate(betas))
+        if max(self.betas) >= 1:
+            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        self.eps = check_number(eps, "eps", low=0, low_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay", low=0)
         params = net.named_parameters()
         self.m = {name: np.zeros_like(p) for name, p in params.items()}
         self.v = {name: np.zeros_like(p) for name, p in params.items()}
@@ -101,6 +110,12 @@ def fit(net, optimizer, images, labels, epochs, batch_size=64, seed=0, progress=
     """
     check_array(images, "images", ndim=4)
     check_labels(labels, images.shape[0], np.iinfo(np.int64).max)
+    if len(labels) == 0:
+        raise ValueError(f"images is an empty batch (shape {images.shape}): there is nothing to train on")
+    epochs = check_int_at_least(epochs, "epochs", 1)
+    batch_size = check_int_at_least(batch_size, "batch_size", 1)
+    if optimizer.net is not net:
+        raise ValueError("optimizer was built for another network: make it with this one, e.g. Adam(net)")
     rng = np.random.default_rng(seed)
     history = []
     steps = -(-len(labels) // batch_size)

@@ -45,3 +45,22 @@ def test_same_seed_same_run():
                          seed=5, progress=False), net.state_dict()["fc.weight"]))
     assert runs[0][0] == runs[1][0]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_bad_training_arguments_give_clear_errors():
+    images, labels = bars(8, seed=0)
+    net = toy_net(seed=0)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got -2"):
+        fit(net, Adam(net), images, labels, epochs=1, batch_size=-2, progress=False)
+    with pytest.raises(ValueError, match=r"epochs must be an int >= 1, got 0"):
+        fit(net, Adam(net), images, labels, epochs=0, progress=False)
+    with pytest.raises(ValueError, match=r"images is an empty batch"):
+        fit(net, Adam(net), images[:0], labels[:0], epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"optimizer was built for another network"):
+        fit(net, Adam(toy_net(seed=1)), images, labels, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got -1.0"):
+        SGD(net, lr=-1)
+    with pytest.raises(ValueError, match=r"betas must lie in \[0, 1\), got \(0.9, 1.0\)"):
+        Adam(net, betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match=r"weight_decay must be a number, got str"):
+        Adam(net, weight_decay="1e-4")
