@@ -95,7 +95,9 @@ def read_weight_file(path):
         raise UserError(f"weights file {path} not found")
     try:
         return load_weights(path)
-    except (WeightFileError, OSError, ImportError) as error:
+    except WeightFileError as error:  # its message starts with the file's name
+        raise UserError(f"cannot read weights from {error}") from None
+    except (OSError, ImportError) as error:
         raise UserError(f"cannot read weights from {path}: {error}") from None
 
 
@@ -276,6 +278,9 @@ def occlusion_box(args, default, side):
 
 def explain_command(args):
     methods = parse_methods(args.methods)
+    out = Path(args.out or f"{Path(args.image).stem}_explained.png")
+    if out.is_dir() or str(args.out or "").endswith(("/", "\\")):
+        raise UserError(f"--out must name the figure file to write (e.g. {out / 'explained.png'}), got the folder {out}")
     image, notes = read_image(args.image)
     prepared = (prepare_shapes if args.model == "shapes" else prepare_imagenet)(args, image)
     for text in notes + prepared.notes:
@@ -288,7 +293,6 @@ def explain_command(args):
     for rank, (name, probability) in enumerate(predictions, start=1):
         print(f"  {rank}. {name:24s} {100 * probability:6.2f}%")
     maps = {METHOD_TITLES[m]: attribution_map(m, prepared, target)[None] for m in methods}
-    out = Path(args.out or f"{Path(args.image).stem}_explained.png")
     p_target = class_probabilities(scores)[target]
     title = f"{prepared.name}: maps for class {prepared.class_names[target]!r} (p = {p_target:.3f})"
     save_explanation(prepared.display, maps, title, out)

@@ -189,6 +189,9 @@ BAD_INPUTS = {
                                          "scripts/fetch_weights.py vgg16"),
     "cam asked of a network without GAP": (["explain", "{images}/shape.png", "--weights", "{vgg}", "--methods",
                                             "cam"], "use gradcam"),
+    "a weight file that is not one": (["explain", "{images}/shape.png", "--weights", "{images}/text.png"],
+                                      "cannot read weights from {images}/text.png: unknown format"),
+    "a folder as --out": (["explain", "{images}/shape.png", "--out", "{tmp}"], "--out must name the figure file"),
     "tour of alexnet without images": (["tour", "--model", "alexnet", "--out", "{tmp}/t"], "--images"),
     "tour of shapes with images": (["tour", "--images", "{images}/shape.png", "--out", "{tmp}/t"],
                                    "--images is for"),
@@ -207,7 +210,7 @@ def test_bad_input_exits_non_zero_with_one_clear_line(case, images, weights_args
         args += weights_args
     status, _, stderr = run(args, capsys)
     assert status != 0
-    assert expected in stderr
+    assert expected.format(**fill) in stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and errors[0].startswith(f"minicnn {args[0]}: error: ")
