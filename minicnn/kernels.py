@@ -36,7 +36,7 @@ NUMBA_THREADING_LAYER_PRIORITY is set in the environment: the user's choice wins
 minicnn on Linux and Windows x86-64 (the `tbb` package); elsewhere workqueue, Numba's own pool,
 takes over. Never OpenMP (GNU libgomp) by default: its worker threads keep spinning for a while
 after each parallel loop and so steal both cores from the OpenBLAS threads of the matrix product
-that follows (trap 1 of the project's PERFORMANCE.md notes).
+that follows (two thread pools fighting over two cores).
 Measured on the 2-core machine (quiet, medians of 41 calls, `python scripts/bench.py` shapes):
                                         tbb     workqueue   omp
     conv2d forward (b) / (e), ms        1.83/4.40   2.22/6.61   1.78/4.32
@@ -484,7 +484,7 @@ def _blas_for_tiles():
 
     np.dot in a Numba kernel calls SciPy's copy of OpenBLAS (not NumPy's). The tiled kernels
     already keep every core busy with a tile each; if that BLAS also started its own threads, the
-    two pools would fight over the cores (traps 1 and 4 of PERFORMANCE.md; measured on the busy
+    two pools would fight over the cores (measured on the busy
     2-core machine: up to 100x slower). NumPy's BLAS (`@` outside the kernels) keeps its threads.
     SciPy's wheels ship OpenBLAS in scipy.libs (Linux, Windows) or scipy/.dylibs (macOS); for
     another build of SciPy a warning says so: the results stay the same, only the speed suffers.
@@ -521,7 +521,7 @@ _SCRATCH = threading.local()  # one scratch buffer per Python thread that calls 
 def _scratch(threads, per_thread, dtype):
     """A (threads, per_thread) array of scratch space for the tiled kernels, kept between calls.
 
-    Trap 2 of PERFORMANCE.md: a kernel that allocated its buffers on every call handed them back at
+    Why: a kernel that allocated its buffers on every call handed them back at
     the end, and glibc returns freed blocks of a few MB to the OS, so the next call faulted them in
     again at ~5 GB/s. Measured, weight gradient of benchmark e: 6.3 ms with fresh buffers, 3.8 ms with
     kept ones. So the buffers are cut from one block that grows to the largest size asked for and

@@ -48,7 +48,7 @@ def run_times(fn, repeat, warmup):
 def paired_median_ms(ours, theirs, repeat, warmup, rounds=3):
     """Median times (ms) over `repeat` calls each of ours and theirs (None: nan), timed in alternating
     rounds with a short pause between them: each library's worker threads may spin for a while after
-    its last call (PERFORMANCE.md, trap 1), and the pause keeps that from landing on the other
+    its last call (stealing the cores from the next call), and the pause keeps that from landing on the other
     library's clock; the rounds spread any slow phase of the machine over both."""
     ours_times, theirs_times = [], []
     per_round = max(1, -(-repeat // rounds))
