@@ -29,6 +29,7 @@ from minicnn import data, models
 from minicnn.train import Adam, accuracy, minibatches, train_epoch
 
 REPO = Path(__file__).resolve().parent.parent
+NOTES_MARKER = "<!-- hand-written notes: train_shapes.py keeps everything below this line -->"
 TEST_SEED_OFFSET = 1000  # the held-out set uses data seed + 1000: never seen in training
 REPRODUCE_TOLERANCE = 0.005  # a re-run's test accuracy must be within this of the card it is compared to
 # The shipped settings per model (each is overridden by its command-line option when given):
@@ -119,15 +120,24 @@ def write_readme(out):
         "(`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
         "architecture, data seeds, optimizer, per-epoch history, the exact command that reproduces it, and",
         "the SHA-256 that `minicnn.models.load_pretrained` checks before loading.",
-        "This file is written by the training script. Training time is wall-clock time as measured on the",
-        "machine named in each card (its thread settings are recorded there too).",
+        "The training script writes this text and the table; it keeps the notes below them. Training time",
+        "is wall-clock time as measured on the machine named in each card (its thread settings are recorded",
+        "there too).",
         "",
         "| model | parameters | training images | epochs | test accuracy | training time | sha256 |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ])
-    (out / "README.md").write_text(text)
+    (out / "README.md").write_text(text + kept_notes(out / "README.md"))
+
+
+def kept_notes(readme):
+    """The hand-written notes of an existing README.md: NOTES_MARKER and all that follows it ("" if none)."""
+    if not readme.is_file():
+        return ""
+    existing = readme.read_text()
+    return "\n" + existing[existing.index(NOTES_MARKER):] if NOTES_MARKER in existing else ""
 
 
 def compare_cards(cards, reference_dir):
@@ -161,12 +171,18 @@ def main(argv=None):
     parser.add_argument("--distractor", type=float, default=0.5, help="probability of a distractor object")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     parser.add_argument("--data-seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=REPO / "weights")
+    parser.add_argument("--out", type=Path, default=REPO / "weights",
+                        help="folder for the .npz files, model cards and README.md (default: the shipped weights/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace model files that are already in --out")
     parser.add_argument("--compare-to", type=Path, default=None,
                         help="a folder of model cards (e.g. weights) whose test accuracy the run must reproduce")
     args = parser.parse_args(argv)
-    compare_to = args.compare_to
-    del args.compare_to  # not a training setting: kept out of the model card
+    compare_to, overwrite = args.compare_to, args.overwrite
+    del args.compare_to, args.overwrite  # not training settings: kept out of the model card
+    existing = [str(args.out / f"{name}.npz") for name in args.model if (args.out / f"{name}.npz").exists()]
+    if existing and not overwrite:
+        parser.error(f"{', '.join(existing)} already exist(s); train into another folder with --out DIR, "
+                     "or pass --overwrite to replace them")
 
     start = time.perf_counter()
     train_set = data.make_shapes(args.train_size, seed=args.data_seed, distractor=args.distractor)

@@ -1,4 +1,7 @@
 """Training for real: a small CNN learns a toy problem to near-zero loss, repeatably."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +67,31 @@ def test_bad_training_arguments_give_clear_errors():
         Adam(net, betas=(0.9, 1.0))
     with pytest.raises(TypeError, match=r"weight_decay must be a number, got str"):
         Adam(net, weight_decay="1e-4")
+
+
+def load_train_script():
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_shapes.py"
+    spec = importlib.util.spec_from_file_location("train_shapes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_script_will_not_overwrite_weights_without_being_told(tmp_path, capsys):
+    (tmp_path / "shapes_vgg.npz").write_bytes(b"shipped")
+    with pytest.raises(SystemExit):
+        load_train_script().main(["--model", "shapes_vgg", "--out", str(tmp_path), "--train-size", "8"])
+    assert "shapes_vgg.npz already exist(s)" in capsys.readouterr().err
+    assert (tmp_path / "shapes_vgg.npz").read_bytes() == b"shipped"
+
+
+def test_train_script_rewrites_the_table_and_keeps_the_notes(tmp_path):
+    script = load_train_script()
+    shipped = Path(__file__).resolve().parent.parent / "weights"
+    for card in shipped.glob("*.json"):
+        (tmp_path / card.name).write_text(card.read_text())
+    (tmp_path / "README.md").write_text(f"old table\n\n{script.NOTES_MARKER}\n\nA note by hand.\n")
+    script.write_readme(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "old table" not in text and "| shapes_vgg | 281,746 |" in text
+    assert text.endswith(f"\n\n{script.NOTES_MARKER}\n\nA note by hand.\n")
