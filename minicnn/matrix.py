@@ -27,12 +27,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import ops
-from .checks import check_array
-from .shapes import (
-    check_geometry,
-    conv2d_output_shape,
-    conv_output_size,
-)
+from .checks import check_array, check_int_at_least
+from .shapes import check_geometry, check_geometry_1d, conv2d_output_shape, conv_output_size
 
 MAX_MATRIX_ENTRIES = 2**26  # 512 MB of float64: explicit matrices are for small examples only
 
@@ -42,15 +38,6 @@ Reconstruction = namedtuple("Reconstruction", "transpose scaled_transpose pseudo
 
 # ----------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _int_geometry(kernel, stride, padding, name="w's length"):
-    """1D geometry: plain ints with k >= 1, s >= 1, p >= 0."""
-    for value, what in ((stride, "stride"), (padding, "padding")):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{what} must be an int for a 1D convolution, got {value!r}")
-    (k, _), (s, _), (p, _) = check_geometry(kernel, stride, padding, name=name)
-    return k, s, p
 
 
 def _check_matrix_size(rows, cols):
@@ -73,9 +60,10 @@ def insert_zeros(a, stride):
     """Put stride - 1 zeros between neighbouring values along the last axis (int stride) or the last
     two axes ((sh, sw) pair). A length n becomes (n - 1) s + 1: y1 y2 y3, stride 2 -> y1 0 y2 0 y3.
     """
-    strides = (stride,) if isinstance(stride, int) else tuple(stride)
-    if len(strides) > a.ndim or min(strides) < 1:
-        raise ValueError(f"stride {stride!r} does not fit an array of shape {a.shape} (one stride >= 1 per trailing axis)")
+    strides = (stride,) if np.ndim(stride) == 0 else tuple(stride)
+    strides = tuple(check_int_at_least(s, "stride", 1) for s in strides)
+    if len(strides) > a.ndim:
+        raise ValueError(f"stride {stride!r} does not fit an array of shape {a.shape} (one stride per trailing axis)")
     lead = a.ndim - len(strides)
     shape = a.shape[:lead] + tuple((n - 1) * s + 1 for n, s in zip(a.shape[lead:], strides))
     z = np.zeros(shape, dtype=a.dtype)
@@ -113,9 +101,8 @@ def conv1d_matrix(w, n, stride=1, padding=0):
     The lecture's case n = 8, f = 4, s = 2, p = 2 gives a 5 x 12 matrix, row i starting at column 2i.
     """
     check_array(w, "w", ndim=1)
-    f, s, p = _int_geometry(len(w), stride, padding)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (the input length) must be an int >= 1, got {n!r}")
+    f, s, p = check_geometry_1d(len(w), stride, padding, name="w's length")
+    n = check_int_at_least(n, "n (the input length)", 1)
     m = conv_output_size(n, f, s, p)  # raises if the kernel is longer than the padded input
     _check_matrix_size(m, n + 2 * p)
     W = np.zeros((m, n + 2 * p), dtype=w.dtype)
@@ -129,7 +116,7 @@ def conv1d_matrix_unpadded(w, n, stride=1, padding=0):
 
     The padding columns only ever multiply zeros, so dropping them changes no output: y = W @ x.
     """
-    p = _int_geometry(len(w), stride, padding)[2]
+    p = check_geometry_1d(len(w), stride, padding, name="w's length")[2]
     return conv1d_matrix(w, n, stride, padding)[:, p : p + n]
 
 
@@ -137,7 +124,7 @@ def conv1d(x, w, stride=1, padding=0):
     """1D cross-correlation of a vector with one filter: x (n,), w (f,) -> y (m,). Runs ops.conv2d."""
     check_array(x, "x", ndim=1)
     check_array(w, "w", ndim=1, dtype_like=x)
-    _, s, p = _int_geometry(len(w), stride, padding)
+    _, s, p = check_geometry_1d(len(w), stride, padding, name="w's length")
     y = ops.conv2d(x.reshape(1, 1, 1, -1), w.reshape(1, 1, 1, -1), stride=(1, s), padding=(0, p))
     return y.reshape(-1)
 
@@ -150,7 +137,7 @@ def conv_transpose1d(y, w, stride=1, padding=0, output_padding=0):
     """
     check_array(y, "y", ndim=1)
     check_array(w, "w", ndim=1, dtype_like=y)
-    _, s, p = _int_geometry(len(w), stride, padding)
+    _, s, p = check_geometry_1d(len(w), stride, padding, name="w's length")
     x = ops.conv_transpose2d(y.reshape(1, 1, 1, -1), w.reshape(1, 1, 1, -1), stride=(1, s),
                              padding=(0, p), output_padding=(0, output_padding))
     return x.reshape(-1)
@@ -165,7 +152,7 @@ def subpixel_conv_transpose1d(y, w, stride=1, padding=0, output_padding=0):
     """
     check_array(y, "y", ndim=1)
     check_array(w, "w", ndim=1, dtype_like=y)
-    _, s, p = _int_geometry(len(w), stride, padding)
+    _, s, p = check_geometry_1d(len(w), stride, padding, name="w's length")
     x = subpixel_conv_transpose2d(y.reshape(1, 1, 1, -1), w.reshape(1, 1, 1, -1), stride=(1, s),
                                   padding=(0, p), output_padding=(0, output_padding))
     return x.reshape(-1)
@@ -176,15 +163,14 @@ def subpixel_conv_transpose1d(y, w, stride=1, padding=0, output_padding=0):
 
 
 def _check_input_shape(input_shape, w):
-    if not (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
-            and all(isinstance(v, int) and v >= 1 for v in input_shape)):
-        raise ValueError(f"input_shape must be (C, H, W) with positive ints, got {input_shape!r}")
+    """input_shape (C, H, W) of one image, ints >= 1, with the C channels that w (F, C, kh, kw) expects."""
+    input_shape = ops.check_input_shape(input_shape, layout="CHW")
     if input_shape[0] != w.shape[1]:
         raise ValueError(
-            f"channel mismatch: input_shape {tuple(input_shape)} has {input_shape[0]} channels but w has "
+            f"channel mismatch: input_shape {input_shape} has {input_shape[0]} channels but w has "
             f"shape {w.shape} and expects {w.shape[1]} (w is (F, C, kh, kw))"
         )
-    return tuple(input_shape)
+    return input_shape
 
 
 def conv2d_matrix(w, input_shape, stride=1, padding=0):

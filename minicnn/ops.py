@@ -15,10 +15,42 @@ inside the tiled convolution kernels).
 import numpy as np
 
 from . import kernels
-from .checks import check_array, check_choice, check_labels, check_shape
-from .shapes import check_geometry, conv2d_output_shape, conv_transpose2d_output_shape, pair
+from .checks import check_array, check_choice, check_int_at_least, check_labels, check_shape
+from .shapes import check_geometry, conv2d_output_shape, conv_transpose2d_output_shape, pair, pair_at_least
 
 RELU_RULES = ("gradient", "deconvnet", "guided")
+
+# what one entry along each axis is called, for the layouts below (NCHW images, FCHW filters, ...)
+AXIS_NAMES = {"N": "image", "C": "channel", "H": "row", "W": "column", "F": "filter", "K": "class",
+              "D": "feature"}
+
+
+# ----------------------------------------------------------------------------------------------
+# checks shared by the ops
+
+
+def check_nonempty(x, name, layout="NCHW"):
+    """Check that x has at least one entry along every axis; layout names the axes ("NCHW", "ND", ...).
+
+    An empty batch (N = 0) or an empty map (H = 0) would give NaN means or reshape errors deep inside.
+    """
+    for size, axis in zip(x.shape, layout):
+        if size < 1:
+            raise ValueError(f"{name} must hold at least one {AXIS_NAMES[axis]} ({layout} layout, {axis} >= 1), "
+                             f"got shape {x.shape}")
+    return x
+
+
+def check_input_shape(input_shape, name="input_shape", layout="NCHW"):
+    """A shape given to a backward op, e.g. (N, C, H, W): one int >= 1 per letter of layout.
+    Returns it as a tuple of Python ints."""
+    wanted = f"{name} must be a tuple ({', '.join(layout)}) of {len(layout)} ints, got {input_shape!r}"
+    if not isinstance(input_shape, (tuple, list)):
+        raise TypeError(wanted)
+    if len(input_shape) != len(layout):
+        raise ValueError(wanted)
+    return tuple(check_int_at_least(size, f"{name}[{k}] ({axis})", 1)
+                 for k, (size, axis) in enumerate(zip(input_shape, layout)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -26,9 +58,9 @@ RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
 def _check_conv_operands(x, w, b, x_name="x"):
-    """Check x (N, C, H, W), w (F, C, kh, kw), b (F,) or None share a dtype and agree on C."""
-    check_array(x, x_name, ndim=4)
-    check_array(w, "w", ndim=4, dtype_like=x)
+    """Check x (N, C, H, W), w (F, C, kh, kw), b (F,) or None share a dtype, agree on C, are not empty."""
+    check_nonempty(check_array(x, x_name, ndim=4), x_name)
+    check_nonempty(check_array(w, "w", ndim=4, dtype_like=x), "w", "FCHW")
     if w.shape[1] != x.shape[1]:
         raise ValueError(
             f"channel mismatch: {x_name} has shape {x.shape} ({x.shape[1]} channels) but w has shape "
@@ -56,20 +88,18 @@ def conv2d(x, w, b=None, stride=1, padding=0):
 def check_conv_transpose_operands(y, w, b, stride, padding, output_padding):
     """Check the operands of a transposed convolution (y (N, F, Hy, Wy), the forward conv's w (F, C, kh, kw),
     b (C,) or None); return (kernel, stride, padding, output_padding, (H, W) of the output) as pairs."""
-    check_array(y, "y", ndim=4)
-    check_array(w, "w", ndim=4, dtype_like=y)
+    check_nonempty(check_array(y, "y", ndim=4), "y")
+    check_nonempty(check_array(w, "w", ndim=4, dtype_like=y), "w", "FCHW")
     if w.shape[0] != y.shape[1]:
         raise ValueError(
             f"channel mismatch: y has shape {y.shape} ({y.shape[1]} channels) but w has shape {w.shape}; "
             f"conv_transpose2d takes the forward conv's w (F, C, kh, kw), so y needs F = {w.shape[0]} channels"
         )
-    if min(y.shape[2:]) < 1:
-        raise ValueError(f"y must have at least one row and column, got shape {y.shape}")
     if b is not None:
         check_array(b, "b", ndim=1, dtype_like=y)
         check_shape(b, "b", (w.shape[1],))
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    output_padding = pair(output_padding, "output_padding")
+    output_padding = pair(output_padding, "output_padding")  # its range is checked by the output shape
     h, wd = conv_transpose2d_output_shape(y.shape[2:], kernel, stride, padding, output_padding)
     if conv2d_output_shape((h, wd), kernel, stride, padding) != y.shape[2:]:
         raise ValueError(f"y of shape {y.shape} cannot come from a conv of an input of size {(h, wd)}")
@@ -110,10 +140,14 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
     A strided conv maps several input sizes to one output size; output_padding = (H + 2p - kh) mod s
     picks the one the forward pass saw (the rows it never read come back as zeros).
     """
+    check_array(w, "w", ndim=4)
     (kh, kw), (sh, sw), (ph, pw) = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    h, wd = input_shape[2:]
+    n, c, h, wd = check_input_shape(input_shape)
+    if c != w.shape[1]:
+        raise ValueError(f"channel mismatch: input_shape {(n, c, h, wd)} has {c} channels but w has shape "
+                         f"{w.shape} and expects {w.shape[1]} (w is (F, C, kh, kw))")
     check_array(dy, "dy", ndim=4, dtype_like=w)
-    check_shape(dy, "dy", (input_shape[0], w.shape[0], *conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))))
+    check_shape(dy, "dy", (n, w.shape[0], *conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))))
     output_padding = ((h + 2 * ph - kh) % sh, (wd + 2 * pw - kw) % sw)
     return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding)
 
@@ -122,8 +156,9 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
 # pooling
 
 
-def _pool_geometry(kernel_size, stride, padding):
-    """Pool geometry: stride defaults to the kernel size; padding at most half the kernel (as PyTorch)."""
+def pool_geometry(kernel_size, stride=None, padding=0):
+    """Pool geometry as (h, w) pairs: stride defaults to the kernel size; padding at most half the kernel
+    (as PyTorch: else a window could lie wholly in the padding)."""
     kernel = pair(kernel_size, "kernel_size")
     kernel, stride, padding = check_geometry(kernel, kernel if stride is None else stride, padding)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
@@ -137,8 +172,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     switches[n, c, oh, ow] = flat index h * W + w of the maximum in x[n, c] (PyTorch's return_indices);
     ties go to the first maximum. Max-pool is not invertible: the switches are all that survives.
     """
-    check_array(x, "x", ndim=4)
-    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
+    check_nonempty(check_array(x, "x", ndim=4), "x")
+    kernel, stride, padding = pool_geometry(kernel_size, stride, padding)
     conv2d_output_shape(x.shape[2:], kernel, stride, padding)  # raises if the kernel does not fit
     return kernels.max_pool(x, kernel, stride, padding)
 
@@ -147,20 +182,38 @@ def max_unpool2d(y, switches, output_size):
     """Un-pooling: a zero (N, C, H, W) array with each y value put back at its switch (duplicates add).
 
     This is max-pool's backward pass (route dy to the winners) and DeconvNet's un-pooling.
-    output_size: (H, W) of the pooled input.
+    output_size: (H, W) of the pooled input; the switches are flat indices row * W + column in it.
     """
-    check_array(y, "y", ndim=4)
-    h, w = pair(tuple(output_size), "output_size")
+    check_nonempty(check_array(y, "y", ndim=4), "y")
+    h, w = pair_at_least(output_size, "output_size", 1)
     if not isinstance(switches, np.ndarray) or switches.dtype != np.int64:
         got = switches.dtype if isinstance(switches, np.ndarray) else type(switches).__name__
         raise TypeError(f"switches must be an int64 numpy array (from max_pool2d), got {got}")
     check_shape(switches, "switches", y.shape)
-    if switches.size and (switches.min() < 0 or switches.max() >= h * w):
+    if switches.min() < 0 or switches.max() >= h * w:
         raise ValueError(
             f"switches must lie in [0, {h * w}) for output_size {(h, w)}, "
             f"got values from {switches.min()} to {switches.max()}"
         )
+    _check_switches_move_with_the_windows(switches, (h, w))
     return kernels.unpool(y, switches, (h, w))
+
+
+def _check_switches_move_with_the_windows(switches, output_size):
+    """Switches read with the right width W move right along each row of y and down each column.
+
+    Pooling windows move right (down) from one output to the next, so the column (row) of each
+    window's first maximum never decreases: if a later maximum lay left of an earlier one, both
+    would sit in the two windows' overlap and the earlier window would have picked it first.
+    Switches read with a wrong width (output_size (16, 4) for an 8 x 8 input) break this.
+    """
+    rows, cols = np.divmod(switches, output_size[1])
+    if (np.diff(cols, axis=3) < 0).any() or (np.diff(rows, axis=2) < 0).any():
+        raise ValueError(
+            f"switches do not fit output_size {tuple(output_size)}: read as row * {output_size[1]} + column, "
+            f"they point to columns that go left along a row of y (or rows that go up a column), which no "
+            f"max-pool gives; output_size must be the (H, W) of the input that max_pool2d pooled"
+        )
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
@@ -168,8 +221,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
     x (N, C, H, W) -> (N, C, Ho, Wo); each channel plane is pooled on its own via im2col.
     """
-    check_array(x, "x", ndim=4)
-    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
+    check_nonempty(check_array(x, "x", ndim=4), "x")
+    kernel, stride, padding = pool_geometry(kernel_size, stride, padding)
     n, c, h, w = x.shape
     ho, wo = conv2d_output_shape((h, w), kernel, stride, padding)
     cols = kernels.im2col(x.reshape(n * c, 1, h, w), kernel, stride, padding)
@@ -179,8 +232,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
     """dL/dx of avg_pool2d: each dy spreads equally, dy / (kh*kw), over its window (col2im)."""
     check_array(dy, "dy", ndim=4)
-    kernel, stride, padding = _pool_geometry(kernel_size, stride, padding)
-    n, c, h, w = input_shape
+    kernel, stride, padding = pool_geometry(kernel_size, stride, padding)
+    n, c, h, w = check_input_shape(input_shape)
     check_shape(dy, "dy", (n, c) + conv2d_output_shape((h, w), kernel, stride, padding))
     size = kernel[0] * kernel[1]
     cols = np.repeat(dy.reshape(1, -1) / dy.dtype.type(size), size, axis=0)
@@ -189,14 +242,14 @@ def avg_pool2d_backward(dy, input_shape, kernel_size, stride=None, padding=0):
 
 def global_avg_pool2d(x):
     """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each feature map."""
-    check_array(x, "x", ndim=4)
+    check_nonempty(check_array(x, "x", ndim=4), "x")
     return x.mean(axis=(2, 3))
 
 
 def global_avg_pool2d_backward(dy, input_shape):
     """dL/dx of global_avg_pool2d: dy[n, c] / (H*W) at every position. dy (N, C) -> (N, C, H, W)."""
     check_array(dy, "dy", ndim=2)
-    n, c, h, w = input_shape
+    n, c, h, w = check_input_shape(input_shape)
     check_shape(dy, "dy", (n, c))
     return np.broadcast_to((dy / dy.dtype.type(h * w))[:, :, None, None], (n, c, h, w)).copy()
 
@@ -212,10 +265,8 @@ def adaptive_avg_pool2d(x, output_size):
     x (N, C, H, W) -> (N, C, oh, ow). When H, W are multiples of (oh, ow) this is avg_pool2d with
     kernel = stride = H / oh; AlexNet (6x6) and VGG (7x7) use it so that any input size works.
     """
-    check_array(x, "x", ndim=4)
-    oh, ow = pair(tuple(output_size) if not isinstance(output_size, int) else output_size, "output_size")
-    if oh < 1 or ow < 1:
-        raise ValueError(f"output_size must be >= 1, got {(oh, ow)}")
+    check_nonempty(check_array(x, "x", ndim=4), "x")
+    oh, ow = pair_at_least(output_size, "output_size", 1)
     y = np.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
     for i, (top, bottom) in enumerate(adaptive_bins(x.shape[2], oh)):
         for j, (left, right) in enumerate(adaptive_bins(x.shape[3], ow)):
@@ -225,11 +276,11 @@ def adaptive_avg_pool2d(x, output_size):
 
 def adaptive_avg_pool2d_backward(dy, input_shape):
     """dL/dx of adaptive_avg_pool2d: each dy spreads equally over its bin; overlapping bins add."""
-    check_array(dy, "dy", ndim=4)
-    n, c, h, w = input_shape
+    check_nonempty(check_array(dy, "dy", ndim=4), "dy")
+    n, c, h, w = check_input_shape(input_shape)
     oh, ow = dy.shape[2:]
     check_shape(dy, "dy", (n, c, oh, ow))
-    dx = np.zeros(input_shape, dtype=dy.dtype)
+    dx = np.zeros((n, c, h, w), dtype=dy.dtype)
     for i, (top, bottom) in enumerate(adaptive_bins(h, oh)):
         for j, (left, right) in enumerate(adaptive_bins(w, ow)):
             area = dy.dtype.type((bottom - top) * (right - left))
@@ -267,7 +318,7 @@ def relu_backward(dy, x, rule="gradient"):
 
 def linear(x, w, b=None):
     """y = x @ w.T + b with x (N, in), w (out, in) as in PyTorch, b (out,) -> y (N, out)."""
-    check_array(x, "x", ndim=2)
+    check_nonempty(check_array(x, "x", ndim=2), "x", "ND")
     check_array(w, "w", ndim=2, dtype_like=x)
     if w.shape[1] != x.shape[1]:
         raise ValueError(
@@ -285,8 +336,12 @@ def linear(x, w, b=None):
 def linear_input_gradient(dy, w, input_shape):
     """dL/dx of y = x @ w.T + b, x of shape input_shape (N, in): dx = dy @ w, (N, out) -> (N, in)."""
     check_array(w, "w", ndim=2)
+    n, features = check_input_shape(input_shape, layout="ND")
+    if features != w.shape[1]:
+        raise ValueError(f"shape mismatch: input_shape {(n, features)} has {features} features but w has shape "
+                         f"{w.shape} and expects {w.shape[1]} input features (w is (out, in))")
     check_array(dy, "dy", ndim=2, dtype_like=w)
-    check_shape(dy, "dy", (input_shape[0], w.shape[0]))
+    check_shape(dy, "dy", (n, w.shape[0]))
     return dy @ w
 
 
@@ -299,9 +354,14 @@ def linear_backward(dy, x, w):
     return linear_input_gradient(dy, w, x.shape), dy.T @ x, dy.sum(axis=0)
 
 
+def _check_logits(logits):
+    """logits (N, K) with at least one sample and one class (else no max to shift by, no mean)."""
+    return check_nonempty(check_array(logits, "logits", ndim=2), "logits", "NK")
+
+
 def log_softmax(logits):
     """log p[n, k] = z[n, k] - log sum_j exp(z[n, j]), computed stably (shift by the max). (N, K)."""
-    check_array(logits, "logits", ndim=2)
+    _check_logits(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
@@ -320,7 +380,7 @@ def softmax(logits):
 
 def cross_entropy(logits, labels):
     """Mean over the batch of -log softmax(logits)[n, labels[n]]. logits (N, K), labels (N,) int."""
-    check_array(logits, "logits", ndim=2)
+    _check_logits(logits)
     check_labels(labels, logits.shape[0], logits.shape[1])
     log_p = log_softmax(logits)
     return -log_p[np.arange(len(labels)), labels].mean()
@@ -328,7 +388,7 @@ def cross_entropy(logits, labels):
 
 def cross_entropy_backward(logits, labels):
     """dL/dlogits of the mean cross-entropy: (softmax(z) - onehot(labels)) / N."""
-    check_array(logits, "logits", ndim=2)
+    _check_logits(logits)
     check_labels(labels, logits.shape[0], logits.shape[1])
     grad = softmax(logits)
     grad[np.arange(len(labels)), labels] -= 1

@@ -266,7 +266,7 @@ def test_output_padding_not_below_stride_is_an_error():
 
 
 def test_negative_padding_is_an_error():
-    with pytest.raises(ValueError, match="padding must be >= 0"):
+    with pytest.raises(ValueError, match="padding must be an int >= 0, got -1"):
         matrix.conv1d_matrix(np.ones(3), 8, padding=-1)
     with pytest.raises(ValueError, match="padding must be >= 0"):
         matrix.conv2d_matrix(np.ones((1, 1, 3, 3)), (1, 8, 8), padding=-1)
@@ -279,7 +279,28 @@ def test_mismatched_operands_are_errors_that_name_the_shapes():
         matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (2, 5, 5))
     with pytest.raises(ValueError, match=r"y needs F = 2 channels"):
         matrix.subpixel_conv_transpose2d(np.ones((1, 3, 2, 2)), np.ones((2, 1, 2, 2)))
-    with pytest.raises(TypeError, match="stride must be an int for a 1D convolution"):
+    with pytest.raises(TypeError, match=r"stride must be an int >= 1, got tuple \(1, 2\)"):
         matrix.conv1d_matrix(np.ones(3), 8, stride=(1, 2))
     with pytest.raises(ValueError, match="too large to|more than"):
         matrix.conv2d_matrix(np.ones((64, 64, 3, 3)), (64, 64, 64))
+
+
+def test_sizes_may_be_numpy_ints_but_not_floats():
+    w = np.array([1.0, 0.0, 0.0, -1.0])
+    np.testing.assert_array_equal(matrix.conv1d_matrix(w, np.int64(8), np.int64(2), np.int64(2)),
+                                  matrix.conv1d_matrix(w, 8, 2, 2))
+    np.testing.assert_array_equal(matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (3, np.int64(5), 5)),
+                                  matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (3, 5, 5)))
+    np.testing.assert_array_equal(matrix.insert_zeros(np.ones(3), np.int64(2)), [1, 0, 1, 0, 1])
+    with pytest.raises(TypeError, match=r"n \(the input length\) must be an int >= 1, got float 8.0"):
+        matrix.conv1d_matrix(w, 8.0)
+    with pytest.raises(ValueError, match=r"n \(the input length\) must be an int >= 1, got 0"):
+        matrix.conv1d_matrix(w, 0)
+    with pytest.raises(ValueError, match=r"input_shape\[1\] \(H\) must be an int >= 1, got 0"):
+        matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (3, 0, 5))
+    with pytest.raises(TypeError, match=r"input_shape\[1\] \(H\) must be an int >= 1, got float 5.0"):
+        matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (3, 5.0, 5))
+    with pytest.raises(ValueError, match=r"input_shape must be a tuple \(C, H, W\) of 3 ints, got \(5, 5\)"):
+        matrix.conv2d_matrix(np.ones((1, 3, 3, 3)), (5, 5))
+    with pytest.raises(ValueError, match=r"stride must be an int >= 1, got 0"):
+        matrix.insert_zeros(np.ones(3), (1, 0))

@@ -160,3 +160,80 @@ def test_labels_are_checked():
         ops.cross_entropy(logits, np.array([0, 3]))
     with pytest.raises(ValueError, match=r"labels must have shape \(2\)"):
         ops.cross_entropy(logits, np.array([0]))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: ops.conv2d(np.ones((1, 3, 5, 5)), np.ones((0, 3, 3, 3))),
+     r"w must hold at least one filter \(FCHW layout, F >= 1\), got shape \(0, 3, 3, 3\)"),
+    (lambda: ops.conv2d(np.ones((0, 3, 5, 5)), np.ones((2, 3, 3, 3))),
+     r"x must hold at least one image \(NCHW layout, N >= 1\), got shape \(0, 3, 5, 5\)"),
+    (lambda: ops.conv_transpose2d(np.ones((0, 2, 3, 3)), np.ones((2, 3, 3, 3))), r"y must hold at least one image"),
+    (lambda: ops.max_pool2d(np.ones((0, 3, 4, 4)), 2), r"x must hold at least one image"),
+    (lambda: ops.avg_pool2d(np.ones((1, 0, 4, 4)), 2), r"x must hold at least one channel \(NCHW layout, C >= 1\)"),
+    (lambda: ops.global_avg_pool2d(np.ones((1, 2, 0, 4))), r"x must hold at least one row \(NCHW layout, H >= 1\)"),
+    (lambda: ops.adaptive_avg_pool2d(np.ones((1, 2, 4, 0)), 2), r"x must hold at least one column"),
+    (lambda: ops.linear(np.ones((0, 3)), np.ones((2, 3))), r"x must hold at least one image \(ND layout, N >= 1\)"),
+    (lambda: ops.softmax(np.ones((2, 0))), r"logits must hold at least one class \(NK layout, K >= 1\)"),
+    (lambda: ops.cross_entropy(np.ones((0, 3)), np.zeros(0, np.int64)), r"logits must hold at least one image"),
+    (lambda: ops.cross_entropy_backward(np.ones((0, 3)), np.zeros(0, np.int64)), r"logits must hold at least one"),
+])
+def test_empty_batches_and_maps_are_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_unpool_output_size_is_checked_against_the_switches():
+    x = random_array(0, (1, 2, 8, 8))
+    y, switches = ops.max_pool2d(x, 2)
+    np.testing.assert_array_equal(ops.max_unpool2d(y, switches, 8), ops.max_unpool2d(y, switches, (8, 8)))
+    np.testing.assert_array_equal(ops.max_unpool2d(y, switches, np.int64(8)), ops.max_unpool2d(y, switches, (8, 8)))
+    with pytest.raises(ValueError, match=r"output_size must be >= 1, got \(-8, -8\)"):
+        ops.max_unpool2d(y, switches, (-8, -8))
+    with pytest.raises(TypeError, match=r"output_size must be an int or a pair of ints, got \(8, 8, 1\)"):
+        ops.max_unpool2d(y, switches, (8, 8, 1))
+    with pytest.raises(ValueError, match=r"switches do not fit output_size \(16, 4\): read as row \* 4 \+ column"):
+        ops.max_unpool2d(y, switches, (16, 4))  # 64 positions, enough for every switch, but the wrong width
+
+
+@SETTINGS
+@given(pool_geometry(), seeds, st.sampled_from(["random", "ties", "nan", "-inf"]))
+def test_switches_of_any_max_pool_fit_its_input_size(geometry, seed, values):
+    """Ties go to the first maximum and a NaN wins: the switches still move with the windows."""
+    x_shape, kernel, stride, padding = geometry
+    x = random_array(seed, x_shape)
+    if values == "ties":
+        x = np.round(x)
+    elif values != "random":
+        x[random_array(seed + 1, x_shape) > 0.5] = np.nan if values == "nan" else -np.inf
+    y, switches = ops.max_pool2d(x, kernel, stride, padding)
+    assert ops.max_unpool2d(np.ones_like(y), switches, x_shape[2:]).sum() == y.size
+
+
+def test_backward_ops_check_input_shape():
+    dy = np.ones((1, 2, 2, 2))
+    for call in (lambda shape: ops.avg_pool2d_backward(dy, shape, 2),
+                 lambda shape: ops.adaptive_avg_pool2d_backward(dy, shape),
+                 lambda shape: ops.global_avg_pool2d_backward(np.ones((1, 2)), shape)):
+        with pytest.raises(ValueError, match=r"input_shape must be a tuple \(N, C, H, W\) of 4 ints, got \(2, 4, 4\)"):
+            call((2, 4, 4))
+        with pytest.raises(ValueError, match=r"input_shape\[2\] \(H\) must be an int >= 1, got 0"):
+            call((1, 2, 0, 4))
+        with pytest.raises(TypeError, match=r"input_shape must be a tuple \(N, C, H, W\) of 4 ints, got 4"):
+            call(4)
+        assert call((np.int64(1), 2, np.int64(4), 4)).shape == (1, 2, 4, 4)
+    w = np.ones((2, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"channel mismatch: input_shape \(1, 4, 4, 4\) has 4 channels but w has "
+                                         r"shape \(2, 3, 3, 3\) and expects 3"):
+        ops.conv2d_input_gradient(dy, w, (1, 4, 4, 4))
+    with pytest.raises(ValueError, match=r"input_shape must be a tuple \(N, C, H, W\) of 4 ints, got \(3, 4, 4\)"):
+        ops.conv2d_input_gradient(dy, w, (3, 4, 4))
+    with pytest.raises(ValueError, match=r"shape mismatch: input_shape \(1, 4\) has 4 features but w has shape "
+                                         r"\(2, 3\) and expects 3 input features"):
+        ops.linear_input_gradient(np.ones((1, 2)), np.ones((2, 3)), (1, 4))
+
+
+def test_adaptive_pool_takes_a_numpy_int_output_size():
+    x = random_array(0, (1, 2, 6, 6))
+    np.testing.assert_array_equal(ops.adaptive_avg_pool2d(x, np.int64(3)), ops.adaptive_avg_pool2d(x, (3, 3)))
+    with pytest.raises(ValueError, match=r"output_size must be >= 1, got \(0, 0\)"):
+        ops.adaptive_avg_pool2d(x, 0)
