@@ -16,11 +16,9 @@
 # (--weights: a folder holding shapes_vgg.npz and its model card; default: the repository's weights/)
 
 # %%
-import argparse
-
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import output_dir, save, show, title  # first: it also finds minicnn
+from _common import output_dir, save, show, title, weights_dir  # first: it also finds minicnn
 
 from minicnn import ops
 from minicnn.data import CLASS_NAMES, make_shapes
@@ -30,9 +28,7 @@ from minicnn.viz.attribution import guided_backprop, occlusion, saliency
 from minicnn.viz.pointing import grown_mask, pointing_hits
 
 OUT = output_dir("06_saliency_and_occlusion")
-_parser = argparse.ArgumentParser(add_help=False)
-_parser.add_argument("--weights", default=None)
-WEIGHTS = _parser.parse_known_args()[0].weights
+WEIGHTS = weights_dir()
 HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
 
 net = load_pretrained("shapes_vgg", WEIGHTS)

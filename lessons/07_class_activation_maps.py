@@ -17,11 +17,9 @@
 # repository's weights/)
 
 # %%
-import argparse
-
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import grid, output_dir, save, show, title  # first: it also finds minicnn
+from _common import grid, output_dir, save, show, title, weights_dir  # first: it also finds minicnn
 
 from minicnn import GlobalAvgPool2d, Linear, Network
 from minicnn.data import CLASS_NAMES, make_shapes
@@ -31,9 +29,7 @@ from minicnn.viz.cam import cam, grad_cam, last_conv_layer
 from minicnn.viz.pointing import pointing_hits
 
 OUT = output_dir("07_class_activation_maps")
-_parser = argparse.ArgumentParser(add_help=False)
-_parser.add_argument("--weights", default=None)
-WEIGHTS = _parser.parse_known_args()[0].weights
+WEIGHTS = weights_dir()
 HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
 
 # %% [markdown]

@@ -16,7 +16,7 @@
 
 # %%
 import numpy as np
-from _common import output_dir, save, title
+from _common import output_dir, save, title, weights_dir
 
 from minicnn import data, ops
 from minicnn.models import load_pretrained
@@ -24,7 +24,8 @@ from minicnn.plot import image_grid
 from minicnn.viz.ascent import activation_max, class_model, high_frequency_energy
 
 OUT = output_dir("08_gradient_ascent")
-net = load_pretrained("shapes_vgg")
+WEIGHTS = weights_dir()
+net = load_pretrained("shapes_vgg", WEIGHTS)
 sample = data.make_shapes(500, seed=2024)
 MEAN = sample.images.mean(axis=(0, 2, 3))  # the dataset's mean colour, (3,)
 print(f"shapes_vgg, images (3, 64, 64); dataset mean colour {np.round(MEAN, 3)}")

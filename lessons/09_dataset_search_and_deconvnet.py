@@ -19,12 +19,11 @@
 # (--weights: a folder holding shapes_vgg.npz and its model card; default: the repository's weights/)
 
 # %%
-import argparse
 from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import output_dir, save, show, title
+from _common import output_dir, save, show, title, weights_dir
 from scipy.ndimage import binary_dilation
 
 from minicnn import ops
@@ -36,9 +35,7 @@ from minicnn.viz.filters import filters_grid
 from minicnn.viz.search import deconvnet, max_activation_seed, top_patches_for_channels
 
 OUT = output_dir("09_dataset_search_and_deconvnet")
-_parser = argparse.ArgumentParser(add_help=False)
-_parser.add_argument("--weights", default=None)
-WEIGHTS = _parser.parse_known_args()[0].weights
+WEIGHTS = weights_dir()
 
 net = load_pretrained("shapes_vgg", WEIGHTS)
 HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)

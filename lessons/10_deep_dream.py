@@ -15,7 +15,7 @@
 
 # %%
 import numpy as np
-from _common import output_dir, save, title
+from _common import output_dir, save, title, weights_dir
 
 from minicnn import data
 from minicnn.models import load_pretrained
@@ -23,7 +23,8 @@ from minicnn.plot import image_grid
 from minicnn.viz.dream import deep_dream, dream_gradient
 
 OUT = output_dir("10_deep_dream")
-net = load_pretrained("shapes_vgg")
+WEIGHTS = weights_dir()
+net = load_pretrained("shapes_vgg", WEIGHTS)
 batch = data.make_shapes(4, seed=7)
 print("images:", batch.class_names)
 
@@ -34,7 +35,7 @@ print("images:", batch.class_names)
 
 # %%
 title("d(1/2 sum f^2)/dx by backward(seed = f) and by finite differences")
-net64 = load_pretrained("shapes_vgg").astype(np.float64)
+net64 = load_pretrained("shapes_vgg", WEIGHTS).astype(np.float64)
 image = batch.images[0].astype(np.float64)
 energy, gradient = dream_gradient(net64, image, "relu2_2")
 c, i, j = np.unravel_index(np.argmax(np.abs(gradient)), gradient.shape)

@@ -18,7 +18,7 @@
 
 # %%
 import numpy as np
-from _common import output_dir, save, title
+from _common import output_dir, save, title, weights_dir
 
 from minicnn import Conv2d, Network, ReLU, data
 from minicnn.models import load_pretrained
@@ -26,7 +26,8 @@ from minicnn.plot import dissection_figure
 from minicnn.viz.dissection import dead_units, dissect, top_examples, unit_maxima
 
 OUT = output_dir("11_dissection_and_dead_units")
-net = load_pretrained("shapes_vgg")
+WEIGHTS = weights_dir()
+net = load_pretrained("shapes_vgg", WEIGHTS)
 N_IMAGES = 1000
 print("concepts:", ", ".join(data.concept_names()))
 
@@ -124,7 +125,7 @@ for layer in ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2"):
 # To see the test work, kill one unit ourselves: a bias of -1000 keeps its ReLU shut for any image.
 
 # %%
-killed = load_pretrained("shapes_vgg")
+killed = load_pretrained("shapes_vgg", WEIGHTS)
 unit = int(np.argmax(unit_maxima(killed, images, "relu3_2")))  # the liveliest unit
 killed["conv3_2"].params["bias"][unit] = -1e3
 before = set(dead_units(net, images, "relu3_2"))

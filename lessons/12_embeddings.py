@@ -13,7 +13,7 @@
 
 # %%
 import numpy as np
-from _common import output_dir, save, title
+from _common import output_dir, save, title, weights_dir
 
 from minicnn import data
 from minicnn.models import load_pretrained
@@ -21,7 +21,8 @@ from minicnn.plot import embedding_figure, neighbors_figure
 from minicnn.viz.embedding import embed, features, nearest_neighbors
 
 OUT = output_dir("12_embeddings")
-net = load_pretrained("shapes_vgg")
+WEIGHTS = weights_dir()
+net = load_pretrained("shapes_vgg", WEIGHTS)
 batch = data.make_shapes(1000, seed=4242)
 LAYER = "relu_fc1"
 

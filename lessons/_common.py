@@ -21,12 +21,27 @@ if (_REPO / "minicnn" / "__init__.py").exists() and str(_REPO) not in sys.path:
     sys.path.insert(0, str(_REPO))
 
 
+def options():
+    """The lesson's command line: --out DIR, --weights DIR; --help prints the lesson's docstring and these."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=None,
+                        help="folder for the figures (default: $MINICNN_OUT, else a folder in the temp directory)")
+    parser.add_argument("--weights", default=None,
+                        help="folder holding shapes_cam/shapes_vgg .npz files and their model cards "
+                             "(default: the shipped weights); used by the lessons on trained models")
+    known, _ = parser.parse_known_args()  # ignore arguments a notebook kernel may add
+    return known
+
+
+def weights_dir():
+    """The --weights folder, or None for the shipped weights (minicnn.models.load_pretrained's default)."""
+    return options().weights
+
+
 def output_dir(lesson):
     """The folder for this lesson's figures (created if needed), from --out, MINICNN_OUT or the temp dir."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--out", default=None)
-    known, _ = parser.parse_known_args()  # ignore arguments a notebook kernel may add
-    folder = known.out or os.environ.get("MINICNN_OUT") or os.path.join(tempfile.gettempdir(), "minicnn-lessons")
+    folder = options().out or os.environ.get("MINICNN_OUT") or os.path.join(tempfile.gettempdir(), "minicnn-lessons")
     folder = Path(folder) / lesson
     folder.mkdir(parents=True, exist_ok=True)
     print(f"figures go to {folder}\n")
