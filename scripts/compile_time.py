@@ -10,6 +10,7 @@ Runs two fresh Python processes that share one empty, temporary Numba cache dire
      first result of every kernel.
 The repository's own cache (minicnn/__pycache__) is not touched, so the numbers are always "cold".
 """
+import argparse
 import json
 import os
 import subprocess
@@ -86,4 +87,5 @@ if __name__ == "__main__":
     if "--child" in sys.argv:
         first_calls()
     else:
+        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
         main()
