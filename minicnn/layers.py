@@ -7,22 +7,24 @@ Every layer has
 
 `rule` matters only to ReLU ("gradient", "deconvnet", "guided"); every other layer ignores it, so a
 whole network can be back-propagated under one rule. No layer ever writes into an array it was given.
+backward checks that dy has exactly the shape and dtype of the last forward output (Layer._recalled).
 """
 import numpy as np
 
 from . import ops
-from .checks import check_array, check_choice
-from .shapes import pair
+from .checks import FLOAT_DTYPES, check_array, check_choice, check_int_at_least, check_number, check_shape
+from .shapes import check_geometry, pair_at_least
 
 
 class Layer:
-    """Base class: no parameters, training flag, a check that forward ran before backward."""
+    """Base class: no parameters, training flag; backward's checks (forward ran first, dy fits its output)."""
 
     def __init__(self):
         self.params = {}
         self.grads = {}
         self.training = False
-        self._cache = None
+        self._cache = None  # what backward needs from the last forward pass
+        self._output = None  # a stand-in for the last forward output: its shape and dtype, no memory
 
     def reset_parameters(self, rng):
         """Draw fresh parameters from `rng` (layers without parameters do nothing)."""
@@ -34,10 +36,26 @@ class Layer:
     def _accumulate(self, name, grad):
         self.grads[name] = self.grads.get(name, 0) + grad
 
-    def _recalled(self):
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+    def _remember(self, cache, y):
+        """End of forward: keep `cache` for backward and y's shape and dtype (to check dy); return y."""
+        self._cache = cache
+        self._output = np.broadcast_to(np.zeros((), y.dtype), y.shape)  # one number, y's shape and dtype
+        return y
+
+    def _forwarded(self, what):
+        """The cache of the last forward pass; `what` (e.g. "backward") needs one."""
+        if self._output is None:
+            raise RuntimeError(f"{type(self).__name__}.{what} called before forward")
         return self._cache
+
+    def _recalled(self, dy):
+        """Start of backward: check that dy is shaped and typed exactly like the last forward output
+        (nothing broadcast, cast or reshaped), then return what forward kept."""
+        cache = self._forwarded("backward")
+        name = f"dy (the gradient at {type(self).__name__}'s output)"
+        check_array(dy, name, dtype_like=self._output)
+        check_shape(dy, name, self._output.shape)
+        return cache
 
     def extra_repr(self):
         return ""
@@ -57,6 +75,18 @@ def xavier_uniform(rng, shape, fan_in, fan_out, dtype):
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
+def _check_bias(bias):
+    """bias is True or False (a string such as 'no' would be truthy and keep a bias)."""
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
+    return bool(bias)
+
+
+def _check_dtype(dtype):
+    """float32 or float64, as a numpy dtype."""
+    return check_choice(np.dtype(dtype), "dtype", [np.dtype(t) for t in FLOAT_DTYPES])
+
+
 def _init_weight(init, rng, shape, fan_in, fan_out, dtype):
     check_choice(init, "init", ("he", "xavier"))
     if init == "he":
@@ -70,10 +100,10 @@ class Conv2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  init="he", rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
-        self.init, self.use_bias, self.dtype = init, bias, np.dtype(dtype)
+        self.in_channels = check_int_at_least(in_channels, "in_channels", 1)
+        self.out_channels = check_int_at_least(out_channels, "out_channels", 1)
+        self.kernel_size, self.stride, self.padding = check_geometry(kernel_size, stride, padding)
+        self.init, self.use_bias, self.dtype = init, _check_bias(bias), _check_dtype(dtype)
         self.reset_parameters(np.random.default_rng() if rng is None else rng)
 
     def reset_parameters(self, rng):
@@ -87,12 +117,12 @@ class Conv2d(Layer):
 
     def forward(self, x):
         """x (N, C, H, W) -> (N, F, Ho, Wo). Keeps x: backward rebuilds its im2col columns tile by tile."""
-        self._cache = x
-        return ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
+        y = ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
+        return self._remember(x, y)
 
     def backward(self, dy, rule="gradient", param_grads=True):
         """dx = conv_transpose2d(dy, w); with param_grads also dw = dy_rows @ im2col(x).T and db."""
-        x = self._recalled()
+        x = self._recalled(dy)
         w = self.params["weight"]
         if not param_grads:
             return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding)
@@ -112,8 +142,9 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, bias=True, init="he", rng=None, dtype=np.float32):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.init, self.use_bias, self.dtype = init, bias, np.dtype(dtype)
+        self.in_features = check_int_at_least(in_features, "in_features", 1)
+        self.out_features = check_int_at_least(out_features, "out_features", 1)
+        self.init, self.use_bias, self.dtype = init, _check_bias(bias), _check_dtype(dtype)
         self.reset_parameters(np.random.default_rng() if rng is None else rng)
 
     def reset_parameters(self, rng):
@@ -125,12 +156,11 @@ class Linear(Layer):
         self.zero_grad()
 
     def forward(self, x):
-        self._cache = x
-        return ops.linear(x, self.params["weight"], self.params.get("bias"))
+        return self._remember(x, ops.linear(x, self.params["weight"], self.params.get("bias")))
 
     def backward(self, dy, rule="gradient", param_grads=True):
         """dx = dy @ weight; with param_grads also dweight = dy.T @ x and dbias = dy summed over N."""
-        x = self._recalled()
+        x = self._recalled(dy)
         if not param_grads:
             return ops.linear_input_gradient(dy, self.params["weight"], x.shape)
         dx, dw, db = ops.linear_backward(dy, x, self.params["weight"])
@@ -147,11 +177,10 @@ class ReLU(Layer):
     """max(x, 0); backward under the chosen rule ("gradient", "deconvnet", "guided")."""
 
     def forward(self, x):
-        self._cache = x
-        return ops.relu(x)
+        return self._remember(x, ops.relu(x))
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return ops.relu_backward(dy, self._recalled(), rule)
+        return ops.relu_backward(dy, self._recalled(dy), rule)
 
 
 class _Pool2d(Layer):
@@ -159,9 +188,7 @@ class _Pool2d(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding")
+        self.kernel_size, self.stride, self.padding = ops.pool_geometry(kernel_size, stride, padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -172,16 +199,15 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         y, switches = ops.max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        self._cache = (x.shape[2:], switches)
-        return y
+        return self._remember((x.shape[2:], switches), y)
 
     @property
     def switches(self):
         """The switches of the last forward pass: flat index of each maximum in its input plane."""
-        return self._recalled()[1]
+        return self._forwarded("switches")[1]
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        input_hw, switches = self._recalled()
+        input_hw, switches = self._recalled(dy)
         return ops.max_unpool2d(dy, switches, input_hw)
 
 
@@ -189,22 +215,20 @@ class AvgPool2d(_Pool2d):
     """Average pooling over kernel_size windows (zero padding counted)."""
 
     def forward(self, x):
-        self._cache = x.shape
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return self._remember(x.shape, ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding))
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return ops.avg_pool2d_backward(dy, self._recalled(), self.kernel_size, self.stride, self.padding)
+        return ops.avg_pool2d_backward(dy, self._recalled(dy), self.kernel_size, self.stride, self.padding)
 
 
 class GlobalAvgPool2d(Layer):
     """(N, C, H, W) -> (N, C): the mean of each feature map (the 'GAP' of class activation maps)."""
 
     def forward(self, x):
-        self._cache = x.shape
-        return ops.global_avg_pool2d(x)
+        return self._remember(x.shape, ops.global_avg_pool2d(x))
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return ops.global_avg_pool2d_backward(dy, self._recalled())
+        return ops.global_avg_pool2d_backward(dy, self._recalled(dy))
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -212,14 +236,13 @@ class AdaptiveAvgPool2d(Layer):
 
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = pair(output_size, "output_size")
+        self.output_size = pair_at_least(output_size, "output_size", 1)
 
     def forward(self, x):
-        self._cache = x.shape
-        return ops.adaptive_avg_pool2d(x, self.output_size)
+        return self._remember(x.shape, ops.adaptive_avg_pool2d(x, self.output_size))
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return ops.adaptive_avg_pool2d_backward(dy, self._recalled())
+        return ops.adaptive_avg_pool2d_backward(dy, self._recalled(dy))
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -229,12 +252,11 @@ class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W) in C-order (channel-major, as PyTorch's flatten)."""
 
     def forward(self, x):
-        check_array(x, "x")
-        self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        ops.check_nonempty(check_array(x, "x", ndim=4), "x")
+        return self._remember(x.shape, x.reshape(x.shape[0], -1))
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return dy.reshape(self._recalled())
+        return dy.reshape(self._recalled(dy))
 
 
 class Dropout(Layer):
@@ -245,9 +267,9 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"p must lie in [0, 1), got {p}")
-        self.p = p
+        self.p = check_number(p, "p", 0, 1)
+        if self.p == 1:
+            raise ValueError("p must be a number in [0, 1), got 1.0: dropout would zero every value")
         self.rng = np.random.default_rng() if rng is None else rng
 
     def reset_parameters(self, rng):
@@ -256,14 +278,14 @@ class Dropout(Layer):
     def forward(self, x):
         check_array(x, "x")
         if not self.training or self.p == 0:
-            self._cache = None
-            return x
+            return self._remember(None, x)
         keep = self.rng.random(x.shape) >= self.p
-        self._cache = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
-        return x * self._cache
+        scale = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
+        return self._remember(scale, x * scale)
 
     def backward(self, dy, rule="gradient", param_grads=True):
-        return dy if self._cache is None else dy * self._cache
+        scale = self._recalled(dy)
+        return dy if scale is None else dy * scale
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -1,4 +1,6 @@
 """Every layer's backward against finite differences in float64, and the layers' bookkeeping."""
+import re
+
 import numpy as np
 import pytest
 
@@ -69,7 +71,7 @@ def test_without_param_grads_grads_stay_untouched_and_dx_is_the_same(layer, x_sh
     assert not any(grad.any() for grad in layer.grads.values())
     np.testing.assert_array_equal(dx_only, layer.backward(dy, param_grads=True))
     assert layer.grads["weight"].any()
-    with pytest.raises(ValueError, match=r"dy must have shape"):
+    with pytest.raises(ValueError, match=r"dy \(the gradient at \w+'s output\) must have shape"):
         layer.backward(np.ones((7,) + dy.shape[1:]), param_grads=False)
 
 
@@ -101,3 +103,76 @@ def test_dropout_is_identity_in_eval_and_scales_in_training():
     y = layer.forward(x)
     assert set(np.unique(y)) == {0.0, np.float32(1 / 0.75)}
     assert abs((y == 0).mean() - 0.25) < 0.02
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: Conv2d(0, 4, 3), ValueError, r"in_channels must be an int >= 1, got 0"),
+    (lambda: Conv2d(-1, 4, 3), ValueError, r"in_channels must be an int >= 1, got -1"),
+    (lambda: Conv2d(3.5, 4, 3), TypeError, r"in_channels must be an int >= 1, got float 3.5"),
+    (lambda: Conv2d(3, 0, 3), ValueError, r"out_channels must be an int >= 1, got 0"),
+    (lambda: Conv2d(3, 4, 0), ValueError, r"kernel_size must be >= 1, got \(0, 0\)"),
+    (lambda: Conv2d(3, 4, 3, stride=0), ValueError, r"stride must be >= 1, got \(0, 0\)"),
+    (lambda: Conv2d(3, 4, 3, padding=-1), ValueError, r"padding must be >= 0, got \(-1, -1\)"),
+    (lambda: Conv2d(3, 4, 3, bias="no"), TypeError, r"bias must be True or False, got str 'no'"),
+    (lambda: Conv2d(3, 4, 3, dtype=np.int32), ValueError, r"dtype must be one of .*float32.*float64.*got .*int32"),
+    (lambda: Linear(True, 3), TypeError, r"in_features must be an int >= 1, got bool True"),
+    (lambda: Linear(3, 0), ValueError, r"out_features must be an int >= 1, got 0"),
+    (lambda: Linear(3, 2, bias=1), TypeError, r"bias must be True or False, got int 1"),
+    (lambda: MaxPool2d(0), ValueError, r"kernel_size must be >= 1, got \(0, 0\)"),
+    (lambda: MaxPool2d(2, stride=0), ValueError, r"stride must be >= 1, got \(0, 0\)"),
+    (lambda: AvgPool2d(2, padding=-1), ValueError, r"padding must be >= 0, got \(-1, -1\)"),
+    (lambda: MaxPool2d(2, padding=2), ValueError, r"padding must be at most half the kernel size \(2, 2\)"),
+    (lambda: AdaptiveAvgPool2d((0, 6)), ValueError, r"output_size must be >= 1, got \(0, 6\)"),
+    (lambda: Dropout(True), TypeError, r"p must be a number, got bool True"),
+    (lambda: Dropout(1), ValueError, r"p must be a number in \[0, 1\), got 1.0"),
+    (lambda: Dropout(-0.1), ValueError, r"p must be a finite number >= 0 and <= 1, got -0.1"),
+])
+def test_constructors_check_their_arguments(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_constructors_accept_numpy_ints_and_bools():
+    conv = Conv2d(np.int64(3), np.int64(4), 3, bias=np.bool_(False))
+    assert (conv.in_channels, conv.out_channels, conv.use_bias) == (3, 4, False) and "bias" not in conv.params
+    assert type(conv.in_channels) is int and Linear(np.int32(5), 2).params["weight"].shape == (2, 5)
+    assert AdaptiveAvgPool2d(np.int64(3)).output_size == (3, 3)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_backward_needs_dy_shaped_and_typed_exactly_like_the_forward_output(name):
+    make, x_shape = LAYERS[name]
+    layer = make(np.random.default_rng(0))
+    layer.training = True  # dropout keeps a mask: the one case where a broadcast dy would have gone through
+    with pytest.raises(RuntimeError, match=rf"{type(layer).__name__}.backward called before forward"):
+        layer.backward(np.ones((1, 1)))
+    y = layer.forward(random_array(1, x_shape))
+    layer.zero_grad()
+    prefix = rf"dy \(the gradient at {type(layer).__name__}'s output\)"
+    for shape in ((1,) * y.ndim, (y.shape[0] + 1,) + y.shape[1:], y.shape[:-1] + (y.shape[-1] + 1,), y.shape[:-1]):
+        with pytest.raises(ValueError, match=rf"{prefix} must have shape {re.escape(str(y.shape))}, got"):
+            layer.backward(np.ones(shape))
+    with pytest.raises(TypeError, match=rf"{prefix} has dtype float32 but the other operand has dtype float64"):
+        layer.backward(np.ones(y.shape, np.float32))
+    assert all(not grad.any() for grad in layer.grads.values())  # a refused dy left no trace
+    assert layer.backward(np.ones(y.shape)).shape == x_shape
+
+
+def test_flatten_backward_does_not_reshape_a_dy_of_the_same_size():
+    flatten = Flatten()
+    assert flatten.forward(np.ones((2, 3, 8, 8), np.float32)).shape == (2, 192)
+    with pytest.raises(ValueError, match=r"dy \(the gradient at Flatten's output\) must have shape \(2, 192\), "
+                                         r"got \(4, 96\)"):
+        flatten.backward(np.ones((4, 96), np.float32))
+    with pytest.raises(ValueError, match=r"x must hold at least one image \(NCHW layout, N >= 1\), got shape"):
+        flatten.forward(np.ones((0, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"x must have 4 dimensions, got shape \(2, 192\)"):
+        flatten.forward(np.ones((2, 192), np.float32))
+
+
+def test_switches_before_forward_is_an_error():
+    with pytest.raises(RuntimeError, match=r"MaxPool2d.switches called before forward"):
+        MaxPool2d(2).switches
