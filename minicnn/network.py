@@ -85,6 +85,13 @@ class Network:
             layer.training = False
         return self
 
+    @property
+    def dtype(self):
+        """The dtype of the parameters (float32 unless astype changed it); None for a network without any."""
+        for value in self.named_parameters().values():
+            return value.dtype
+        return None
+
     def astype(self, dtype):
         """Convert every parameter (and gradient) to float32 or float64, in place; returns self."""
         dtype = np.dtype(dtype)
@@ -128,6 +135,9 @@ class Network:
         output and puts the outputs of the layers named in `keep` into `outputs`. A layer that cannot
         take its input says which layer it is."""
         check_array(x, "x")
+        if self.dtype is not None and x.dtype != self.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the network's parameters are {self.dtype}; convert one "
+                            f"of them, e.g. x.astype(np.{self.dtype}) or net.astype(np.{x.dtype})")
         shapes = {}
         for i in range(first, last + 1):
             name = self.names[i]

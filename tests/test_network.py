@@ -201,3 +201,10 @@ def test_loading_a_truncated_or_missing_file_gives_one_clear_error(tmp_path):
         net.load(tmp_path / "cut.npz")
     with pytest.raises((FileNotFoundError, WeightFileError), match="missing.npz"):
         net.load(tmp_path / "missing.npz")
+
+
+def test_an_input_of_another_dtype_than_the_network_is_refused_by_name():
+    net = small_net(dtype=np.float32)
+    assert net.dtype == np.float32 and Network([("relu", ReLU())]).dtype is None
+    with pytest.raises(TypeError, match=r"x has dtype float64 but the network's parameters are float32"):
+        net.forward(random_array(0, (1, 3, 8, 8)))

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from .. import ops
 from ..checks import check_choice, check_finite, check_int_at_least, check_number
-from .attribution import check_targets, eval_mode, forward_checked, network_dtype
+from .attribution import check_targets, eval_mode, forward_checked
 
 
 class AscentResult(NamedTuple):
@@ -272,7 +272,7 @@ def _start_image(net, shape, start, seed):
     if (not isinstance(shape, (tuple, list)) or len(shape) != 3
             or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
         raise ValueError(f"shape must be an image shape (C, H, W) of positive ints, got {shape!r}")
-    dtype = network_dtype(net) or np.float32
+    dtype = net.dtype or np.float32
     if start == "zero":
         return np.zeros(tuple(shape), dtype=dtype)
     return (0.01 * np.random.default_rng(seed).standard_normal(tuple(shape))).astype(dtype)

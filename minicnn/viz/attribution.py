@@ -71,18 +71,11 @@ def eval_mode(net):
             layer.training = modes[name]
 
 
-def network_dtype(net):
-    """The dtype of the network's parameters (float32 unless net.astype changed it)."""
-    for value in net.named_parameters().values():
-        return value.dtype
-    return None
-
-
 def check_images(net, x, name="x"):
     """Check that x is a non-empty (N, C, H, W) float batch of finite values, with the network's dtype and
     channel count."""
     check_array(x, name, ndim=4)
-    dtype = network_dtype(net)
+    dtype = net.dtype
     if dtype is not None and x.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {x.dtype} but the network's parameters are {dtype}; convert one of them, "

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..checks import check_array, check_finite, check_int_at_least, check_number
 from .ascent import check_pixel_range
-from .attribution import eval_mode, network_dtype
+from .attribution import eval_mode
 
 
 class DreamResult(NamedTuple):
@@ -93,7 +93,7 @@ def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_sca
     a layer after Flatten/Linear needs octaves=1). seed: the jitter's generator. Returns a DreamResult.
     """
     check_array(image, "image", ndim=3)
-    dtype = network_dtype(net)
+    dtype = net.dtype
     if dtype is not None and image.dtype != dtype:
         raise TypeError(f"image has dtype {image.dtype} but the network's parameters are {dtype}; "
                         f"convert it, e.g. image.astype(np.{dtype})")
