@@ -819,8 +819,8 @@ def _load_npz(archive):
         _check_declared_dtype(f"entry {name!r}", dtype)
         _check_declared_size(f"entry {name!r}", shape)
         with archive.open(member) as stream:
-            arrays[name] = np.lib.format.read_array(stream, allow_pickle=False,
-                                                    max_header_size=_NPY_MAX_HEADER)
+            array = np.lib.format.read_array(stream, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
+        arrays[name] = np.ascontiguousarray(array)  # a Fortran-order .npy comes back C-contiguous too
     return arrays
 
 

@@ -505,6 +505,14 @@ def test_npz_round_trip(tmp_path):
         assert_same_state(dict(npz), state)
 
 
+def test_a_fortran_order_npz_array_comes_back_c_contiguous(tmp_path):
+    kernel = np.asfortranarray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    np.savez(tmp_path / "f.npz", kernel=kernel)  # stored with fortran_order: True
+    loaded = load_weights(tmp_path / "f.npz")["kernel"]
+    assert loaded.flags.c_contiguous
+    np.testing.assert_array_equal(loaded, kernel)
+
+
 def test_npz_with_object_array_is_refused(tmp_path):
     np.savez(tmp_path / "o.npz", ok=np.ones(2), bad=np.array([{"a": 1}], dtype=object))
     with pytest.raises(WeightFileError, match=r"entry 'bad' has dtype object; weights must be real numbers"):
