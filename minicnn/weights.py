@@ -820,7 +820,8 @@ def _load_npz(archive):
         _check_declared_size(f"entry {name!r}", shape)
         with archive.open(member) as stream:
             array = np.lib.format.read_array(stream, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
-        arrays[name] = np.ascontiguousarray(array)  # a Fortran-order .npy comes back C-contiguous too
+        # a Fortran-order .npy comes back C-contiguous too (np.ascontiguousarray would make a 0-d array 1-d)
+        arrays[name] = array if array.flags.c_contiguous else array.copy(order="C")
     return arrays
 
 
