@@ -86,7 +86,8 @@ def max_pool(x, kernel_size, stride, padding):
 
     y is the maximum of each window (padding counts as -inf); switches[n, c, oh, ow] is the flat index
     h * W + w, in the unpadded input plane, of the element that won. Ties go to the first maximum in
-    row-major window order; a NaN wins (it propagates, as in PyTorch).
+    row-major window order; a NaN wins and propagates, as in PyTorch (the first NaN's index; PyTorch's
+    return_indices gives the last NaN's).
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding

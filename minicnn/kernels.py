@@ -744,7 +744,8 @@ def max_pool(x, kernel_size, stride, padding):
     y[n, c, oh, ow] = max of the window x_padded[n, c, oh*sh : oh*sh + kh, ow*sw : ow*sw + kw]
     (padding counts as -inf); switches[n, c, oh, ow] = h*W + w, the flat index in the unpadded
     input plane of the element that won. Ties go to the first maximum in row-major window order;
-    a NaN wins (it propagates, as in PyTorch).
+    a NaN wins and propagates, as in PyTorch (with several NaNs in a window, the first one's index;
+    PyTorch's return_indices gives the last one).
     NumPy twin: minicnn.im2col.max_pool. Parallel over the N*C planes; kernel 2x2 with stride 2
     and no padding runs _max_pool_2x2, the same loops with the sizes fixed.
     """

@@ -43,13 +43,14 @@ class Case:
 @st.composite
 def cases(draw, pool=False):
     """A random input and geometry: kernel 1-5, stride 1-3, padding 0-2 (pools: <= kernel // 2),
-    each drawn separately for height and width; an input at least as large as the kernel."""
+    each drawn separately for height and width; an input at least as large as the kernel. Some
+    inputs are wide (33-72 columns): rows of >= 32 output columns take the kernels' row-copy path."""
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     ph = draw(st.integers(0, min(2, kh // 2) if pool else 2))
     pw = draw(st.integers(0, min(2, kw // 2) if pool else 2))
     h = draw(st.integers(max(1, kh - 2 * ph), kh + 7))
-    w = draw(st.integers(max(1, kw - 2 * pw), kw + 7))
+    w = draw(st.one_of(st.integers(max(1, kw - 2 * pw), kw + 7), st.integers(33, 72)))
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

@@ -95,3 +95,28 @@ def test_train_script_rewrites_the_table_and_keeps_the_notes(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "old table" not in text and "| shapes_vgg | 281,746 |" in text
     assert text.endswith(f"\n\n{script.NOTES_MARKER}\n\nA note by hand.\n")
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_optimizer_steps_equal_torch(name):
+    """Five steps on the same gradients: SGD == torch.optim.SGD(momentum, weight_decay), Adam (decoupled
+    weight decay) == torch.optim.AdamW, parameter by parameter, in float64."""
+    torch = pytest.importorskip("torch")
+    net = toy_net(seed=2).astype(np.float64)
+    params = {key: torch.tensor(value.copy(), requires_grad=True) for key, value in net.named_parameters().items()}
+    if name == "SGD":
+        ours, theirs = SGD(net, lr=0.1, momentum=0.9, weight_decay=0.01), torch.optim.SGD(
+            params.values(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    else:
+        ours, theirs = Adam(net, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1), torch.optim.AdamW(
+            params.values(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        for key, value in net.named_parameters().items():
+            gradient = rng.standard_normal(value.shape)
+            net.named_gradients()[key][...] = gradient
+            params[key].grad = torch.tensor(gradient)
+        ours.step()
+        theirs.step()
+    for key, value in net.named_parameters().items():
+        np.testing.assert_allclose(value, params[key].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=key)

@@ -270,7 +270,7 @@ def test_bad_numbers_give_clear_errors(call, error, match):
 
 
 # ----------------------------------------------------------------------------------------------
-# the shipped model (skipped until weights/shapes_vgg.npz exists)
+# the shipped model
 
 
 def test_class_model_of_shapes_vgg_is_its_class_with_probability_09():

@@ -164,6 +164,11 @@ def test_visualizations_leave_the_network_mode_alone():
 # CAM and Grad-CAM
 
 
+def torch_bilinear(maps, hw):
+    """(N, h, w) maps up-sampled to (N, H, W) by torch's bilinear interpolation (half-pixel centres)."""
+    return F.interpolate(torch.tensor(maps)[:, None], size=hw, mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
 @SETTINGS
 @given(st.integers(0, 1000), batch_and_targets, st.integers(4, 12), st.integers(4, 12))
 def test_cam_mean_plus_bias_is_the_class_score(seed, batch, h, w):
@@ -173,7 +178,8 @@ def test_cam_mean_plus_bias_is_the_class_score(seed, batch, h, w):
     x = random_array(seed, (n, 3, h, w))
     scores = net.forward(x)[np.arange(n), targets]
     result = cam(net, x, targets)
-    assert result.map.shape == (n, h // 2, w // 2) and result.upsampled.shape == (n, h, w)
+    assert result.map.shape == (n, h // 2, w // 2)
+    np.testing.assert_allclose(result.upsampled, torch_bilinear(result.map, (h, w)), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(result.map.mean(axis=(1, 2)) + result.bias, scores, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(result.bias, net["fc"].params["bias"][targets])
     assert cam(net, x, targets, upsample=False).upsampled is None
@@ -209,7 +215,7 @@ def test_grad_cam_equals_torch_autograd(seed, batch, layer):
     result = grad_cam(net, x, targets, layer)
     assert_close(result.weights, alpha, np.float64)
     assert_close(result.map, expected, np.float64)
-    assert result.upsampled.shape == (n, 8, 8)
+    assert_close(result.upsampled, torch_bilinear(expected, (8, 8)), np.float64)
 
 
 def test_upsampling_is_torch_bilinear_without_corner_alignment():
