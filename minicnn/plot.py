@@ -89,11 +89,12 @@ def display_image(image_chw):
     return image
 
 
-def heatmap_overlay(image_chw, heat_hw, ax=None, alpha=0.5, title=None):
+def heatmap_overlay(image_chw, heat_hw, ax=None, alpha=0.5, title=None, signed=None):
     """Draw a (H, W) heat map over a (C, H, W) image on `ax` (a new Figure if None); returns the Figure.
 
-    A map with negative values (e.g. occlusion's drop: covering helped) gets a diverging colour map
-    centred at 0 (red = positive, blue = negative); a non-negative map runs from 0 (dark) to its max.
+    signed=True: a diverging colour map centred at 0 (red = positive, blue = negative, e.g. occlusion's
+    drop, where blue means covering helped); signed=False: from 0 (dark) to the map's max (jet).
+    None: signed when this map has a negative value.
     """
     image, heat = display_image(image_chw), np.asarray(heat_hw, dtype=np.float64)
     if heat.shape != image.shape[:2]:
@@ -102,7 +103,7 @@ def heatmap_overlay(image_chw, heat_hw, ax=None, alpha=0.5, title=None):
         ax = Figure(figsize=(3, 3)).subplots()
         ax.set_axis_off()
     ax.imshow(image, interpolation="nearest")
-    if heat.min() < 0:
+    if heat.min() < 0 if signed is None else signed:
         limit = max(np.abs(heat).max(), 1e-12)
         ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=alpha, interpolation="nearest")
     else:
@@ -115,7 +116,8 @@ def heatmap_overlay(image_chw, heat_hw, ax=None, alpha=0.5, title=None):
 def attribution_figure(images, maps_by_method, path=None, alpha=0.5):
     """One row per image: the image, then each method's (H, W) map laid over it (one column each).
 
-    images (N, C, H, W); maps_by_method {"saliency": (N, H, W) array, "CAM": ..., ...}.
+    images (N, C, H, W); maps_by_method {"saliency": (N, H, W) array, "CAM": ..., ...}. A column whose
+    maps have any negative value is drawn signed in every row, so one colour means one thing per method.
     """
     images = np.asarray(images)
     if images.ndim != 4:
@@ -125,6 +127,7 @@ def attribution_figure(images, maps_by_method, path=None, alpha=0.5):
             raise ValueError(f"maps for {method!r} must have shape {(len(images),) + images.shape[2:]}, "
                              f"got {np.shape(maps)}")
     columns = ["image"] + list(maps_by_method)
+    signed = {method: bool(np.min(maps) < 0) for method, maps in maps_by_method.items()}
     fig = Figure(figsize=(1.7 * len(columns), 1.8 * len(images)))
     axes = fig.subplots(len(images), len(columns), squeeze=False)
     for row, image in enumerate(images):
@@ -137,7 +140,8 @@ def attribution_figure(images, maps_by_method, path=None, alpha=0.5):
                 if title:
                     ax.set_title(title, fontsize=8)
             else:
-                heatmap_overlay(image, maps_by_method[method][row], ax=ax, alpha=alpha, title=title)
+                heatmap_overlay(image, maps_by_method[method][row], ax=ax, alpha=alpha, title=title,
+                                signed=signed[method])
     fig.tight_layout()
     return save_figure(fig, path)
 

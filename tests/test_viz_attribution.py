@@ -394,5 +394,10 @@ def test_attribution_figure_has_a_row_per_image_and_a_column_per_method():
     assert len(fig.axes) == 3 * 3 and [ax.get_title() for ax in fig.axes[:3]] == ["image", "saliency", "signed"]
     with pytest.raises(ValueError, match=r"maps for 'bad' must have shape \(3, 16, 16\), got \(3, 8, 8\)"):
         attribution_figure(images, {"bad": np.zeros((3, 8, 8))})
+    # a column is drawn with one colour map: here only row 1's occlusion map has a negative value
+    occlusion_maps = np.abs(random_array(3, (3, 16, 16)))
+    occlusion_maps[1, 0, 0] = -0.1
+    fig = attribution_figure(images, {"occlusion": occlusion_maps})
+    assert {fig.axes[2 * row + 1].images[1].get_cmap().name for row in range(3)} == {"RdBu_r"}
     with pytest.raises(ValueError, match=r"heat_hw must have the image's size \(16, 16\)"):
         heatmap_overlay(images[0], np.zeros((4, 4)))
