@@ -301,12 +301,12 @@ def _image_tile(crop_chw):
     return tile[:, :, None] if tile.ndim == 2 else tile
 
 
-def _signal_tile(signal_chw):
-    """A signed signal (C, h, w), e.g. a DeconvNet reconstruction, as an (h, w, C) picture in [0, 1]
-    with 0 at mid-grey: 0.5 + r / (2 max|r|) (an all-zero signal is plain grey)."""
+def signal_picture(signal_chw):
+    """A signed signal (C, h, w), e.g. a DeconvNet reconstruction or a guided-backprop signal, as a
+    (C, h, w) picture in [0, 1] with 0 at mid-grey: 0.5 + r / (2 max|r|) (all zero: plain grey)."""
     signal = np.asarray(signal_chw, dtype=np.float64)
     scale = np.abs(signal).max()
-    return (0.5 + signal / (2 * scale) if scale > 0 else np.full_like(signal, 0.5)).transpose(1, 2, 0)
+    return 0.5 + signal / (2 * scale) if scale > 0 else np.full_like(signal, 0.5)
 
 
 def _tile_block(subfig, tiles, title, ncols):
@@ -352,7 +352,7 @@ def top_patches_figure(patches, reconstructions=None, path=None, ncols=3):
             recons = reconstructions[title]
             if len(recons) != len(hits):
                 raise ValueError(f"unit {title!r} has {len(hits)} patches but {len(recons)} reconstructions")
-            tiles = [_in_field(_signal_tile(getattr(r, "crop", r)), p.box, p.unclipped_box, fill=0.5)
-                     for p, r in zip(hits, recons)]
+            pictures = [signal_picture(getattr(r, "crop", r)).transpose(1, 2, 0) for r in recons]  # (h, w, C)
+            tiles = [_in_field(picture, p.box, p.unclipped_box, fill=0.5) for p, picture in zip(hits, pictures)]
             _tile_block(subfigs[row, 1], tiles, f"{title}: DeconvNet reconstructions", ncols)
     return save_figure(fig, path)

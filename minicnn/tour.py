@@ -119,6 +119,8 @@ class Subject:
     ascent_mean:  where gradient ascent starts (a number or a per-channel mean, in network-input units)
     description:  one line for the top of index.html
     net_name, cam_net_name: what to call the two networks in tables
+    bgr:          the network's input channels are blue, green, red (Keras' caffe mode): signals and
+                  first-layer filters in the network's channel order are flipped before they are shown
     """
 
     name: str
@@ -140,6 +142,12 @@ class Subject:
     description: str = ""
     net_name: str = "shapes_vgg"
     cam_net_name: str = "shapes_cam"
+    bgr: bool = False
+
+
+def in_rgb_order(subject, signal_chw):
+    """A (3, H, W) signal in the network's channel order -> RGB order (reversed for a BGR network)."""
+    return signal_chw[::-1] if subject.bgr else signal_chw
 
 
 def one_per_class_first(labels):
@@ -187,7 +195,7 @@ def imagenet_subject(name, net, images, display, mode="torch", budget=IMAGENET_B
         targets=predicted, masks=None, pool=images, pool_display=display, pool_labels=predicted,
         shapes_batch=None, budget=budget,
         to_display=lambda x: np.clip(imagenet.denormalize(x.astype(np.float32), mode), 0, 1),
-        input_range=(low, high), ascent_mean=0.0, net_name=name, cam_net_name="-",
+        input_range=(low, high), ascent_mean=0.0, net_name=name, cam_net_name="-", bgr=(mode == "caffe"),
         description=f"{name} on {len(images)} image(s) of yours ({mode} preprocessing, 224x224 centre crop); "
                     f"maps explain each image's top-1 predicted class",
     )
@@ -451,7 +459,10 @@ def first_layer_filters(tour):
     first = conv_layers(first_net)[0]
     second = conv_layers(subject.net)[1]
     tiles = tour.budget.grey_tiles
-    colour = plot.filters_figure(filters_grid(first_net, first))
+    first_filters = filters_grid(first_net, first)
+    if first_filters.colour and subject.bgr and first_net is subject.net:  # tiles are (F, kh, kw, BGR)
+        first_filters = first_filters._replace(tiles=first_filters.tiles[..., ::-1])
+    colour = plot.filters_figure(first_filters)
     grey = plot.filters_figure(filters_grid(subject.net, second), max_filters=tiles, max_channels=tiles)
     return [
         tour.panel(colour, f"filters_{first}",
@@ -557,7 +568,7 @@ def cam_section(tour):
 
 def guided_section(tour):
     subject, k = tour.subject, tour.budget.shown
-    signals = [signal_picture(signal) for signal in attribution(tour, "guided signal")[:k]]
+    signals = [plot.signal_picture(in_rgb_order(subject, signal)) for signal in attribution(tour, "guided signal")[:k]]
     titles = [subject.class_names[t] for t in subject.targets[:k]]
     return [
         attribution_panel(tour, "guided_map", ["saliency", "guided backprop"],
@@ -567,12 +578,6 @@ def guided_section(tour):
                    "The guided signal itself, shown as an image (0 is grey): look for the object's edges and "
                    "texture reproduced in colour, the background grey."),
     ]
-
-
-def signal_picture(signal):
-    """A signed (3, H, W) signal as a picture in [0, 1]: 0 is mid-grey, the largest |value| is 0 or 1."""
-    scale = np.abs(signal).max()
-    return 0.5 + signal / (2 * scale) if scale > 0 else np.full_like(signal, 0.5)
 
 
 def pointing_section(tour):
@@ -668,7 +673,8 @@ def search_section(tour):
         for channel, hits in found.items():
             title = f"{layer} unit {channel}"
             patches[title] = [shown_crop(hit, subject.pool_display) for hit in hits]
-            reconstructions[title] = [deconvnet(subject.net, pool[hit.index][None], layer, channel) for hit in hits]
+            reconstructions[title] = [in_rgb_order(subject, deconvnet(subject.net, pool[hit.index][None], layer,
+                                                                      channel).crop) for hit in hits]
         caption = (f"{layer}: for each unit, the top {k} of {len(pool)} images by its MAXIMUM activation, cropped to "
                    "the receptive field, beside the DeconvNet reconstruction of that maximum (un-pool with switches, "
                    "ReLU, transposed filters); look at what the patches share.")

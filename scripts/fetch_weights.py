@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from minicnn.models import load_imagenet_model, minicnn_to_torchvision, sha256_of_file, weights_cache_dir
-from minicnn.weights import WeightFileError, save_weights
+from minicnn.models import imagenet_model_from_state, minicnn_to_torchvision, sha256_of_file, weights_cache_dir
+from minicnn.weights import WeightFileError, load_weights, save_weights
 
 URLS = {
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
@@ -62,9 +62,18 @@ def download(name, url, target, timeout=30):
 
 
 def convert(name, source, cache):
-    """Read `source` without torch, check it is `name` in torchvision's layout, write <cache>/<name>.npz."""
+    """Read `source` without torch, check it is `name` in torchvision's layout, write <cache>/<name>.npz.
+
+    Keras' VGG16 is refused: its weights expect caffe-mode input (BGR, mean-subtracted, 0-255), and
+    under torchvision's names the cached file would be read as a torchvision model (RGB, mean/std)."""
     try:
-        net = load_imagenet_model(name, source)
+        state = load_weights(source)
+        if any(key.startswith("block1_conv1.") for key in state):
+            raise FetchError(f"{source} holds Keras' VGG16 weights, which expect caffe-mode input (BGR, "
+                             "mean-subtracted); converted to torchvision's names they would be preprocessed "
+                             "wrongly. Use the .h5 file directly instead: minicnn explain IMAGE --model vgg16 "
+                             f"--weights {source}")
+        net = imagenet_model_from_state(name, state, source=str(source))
     except (WeightFileError, ValueError) as error:
         raise FetchError(str(error)) from error
     target = cache / f"{name}.npz"

@@ -251,3 +251,17 @@ def test_every_command_has_help(args, capsys):
         cli.main(args)
     assert stop.value.code == 0
     assert "usage: minicnn" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode,bgr", [("torch", False), ("caffe", True)])
+def test_a_caffe_mode_tour_shows_network_order_signals_as_rgb(mode, bgr):
+    """Keras' VGG16 reads blue, green, red: its signals and filters must be flipped to be shown as RGB."""
+    from minicnn import Flatten, Linear, Network
+    from minicnn.tour import imagenet_subject, in_rgb_order
+
+    net = Network([("flatten", Flatten()), ("fc", Linear(3 * 4 * 4, 5))], seed=0)
+    images = np.zeros((2, 3, 4, 4), np.float32)
+    subject = imagenet_subject("vgg16", net, images, images, mode=mode)
+    signal = np.stack([np.full((4, 4), value) for value in (1.0, 2.0, 3.0)])  # channels 0, 1, 2
+    assert subject.bgr is bgr
+    assert list(in_rgb_order(subject, signal)[:, 0, 0]) == ([3.0, 2.0, 1.0] if bgr else [1.0, 2.0, 3.0])

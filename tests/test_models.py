@@ -470,6 +470,14 @@ def test_fetch_refuses_a_file_whose_hash_does_not_match_its_name(tmp_path, capsy
     assert "SHA-256 starts with" in capsys.readouterr().err and not (tmp_path / "vgg16.npz").exists()
 
 
+def test_fetch_refuses_keras_weights_whose_preprocessing_a_cached_file_would_lose(tmp_path, capsys):
+    keras = tmp_path / "vgg16_keras.npz"
+    np.savez(keras, **{"block1_conv1.weight": np.zeros((3, 3, 3, 64), np.float32)})
+    assert load_fetch_script().main(["vgg16", "--from", str(keras), "--cache", str(tmp_path)]) == 1
+    assert "Keras' VGG16 weights, which expect caffe-mode input" in capsys.readouterr().err
+    assert not (tmp_path / "vgg16.npz").exists()
+
+
 def closed_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
