@@ -183,6 +183,10 @@ def resolve_target(target, class_names):
     lowered = [name.lower() for name in class_names]
     if target.lower() in lowered:
         return lowered.index(target.lower())
+    shared = [name for name in class_names if name.lower().startswith(f"{target.lower()} (class ")]
+    if shared:
+        raise UserError(f"class {target!r} is ambiguous: it names {' and '.join(map(repr, shared))}; give the full "
+                        "name or the index")
     if len(class_names) <= 20:
         valid = ", ".join(class_names)
         raise UserError(f"unknown class {target!r}; valid classes are: {valid} (or an index 0-{len(class_names) - 1})")

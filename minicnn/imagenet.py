@@ -44,8 +44,19 @@ def _read_classes(path=CLASSES_FILE):
     return tuple(wnids), tuple(synonyms)
 
 
+def _short_names(synonyms):
+    """Each class's first synonym ("tench"); where two classes share it (ignoring case: "crane" the bird
+    and the machine, "Cardigan" the corgi and "cardigan" the sweater, "maillot"), each gets its index
+    too ("crane (class 134)"), so that every name picks out one class."""
+    first = [names.split(", ")[0] for names in synonyms]
+    counts = {}
+    for name in first:
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    return tuple(name if counts[name.lower()] == 1 else f"{name} (class {k})" for k, name in enumerate(first))
+
+
 IMAGENET_WNIDS, IMAGENET_SYNONYMS = _read_classes()  # "n01440764", "tench, Tinca tinca"
-IMAGENET_CLASSES = tuple(names.split(", ")[0] for names in IMAGENET_SYNONYMS)  # "tench"
+IMAGENET_CLASSES = _short_names(IMAGENET_SYNONYMS)  # "tench", ..., "crane (class 134)", ...
 
 
 # ----------------------------------------------------------------------------------------------

@@ -223,6 +223,10 @@ def test_unknown_imagenet_class_suggests_close_names():
     assert cli.resolve_target("281", IMAGENET_CLASSES) == 281
     with pytest.raises(cli.UserError, match="did you mean 'tabby'"):
         cli.resolve_target("tabbby", IMAGENET_CLASSES)
+    with pytest.raises(cli.UserError, match=r"class 'crane' is ambiguous: it names 'crane \(class 134\)' and "
+                                            r"'crane \(class 517\)'"):
+        cli.resolve_target("crane", IMAGENET_CLASSES)
+    assert cli.resolve_target("Crane (class 517)", IMAGENET_CLASSES) == 517
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(images, tmp_path):

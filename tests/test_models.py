@@ -428,6 +428,8 @@ def test_imagenet_classes_and_top5():
     assert IMAGENET_CLASSES[0] == "tench" and IMAGENET_WNIDS[0] == "n01440764"
     assert IMAGENET_CLASSES[207] == "golden retriever" and IMAGENET_CLASSES[281] == "tabby"
     assert IMAGENET_CLASSES[999] == "toilet tissue"
+    assert len({name.lower() for name in IMAGENET_CLASSES}) == 1000   # every name picks out one class
+    assert IMAGENET_CLASSES[134] == "crane (class 134)" and IMAGENET_CLASSES[517] == "crane (class 517)"
     scores = np.zeros(1000, np.float32)
     scores[[281, 207, 0]] = [5, 4, 3]
     best = top5(scores[None])
