@@ -237,6 +237,13 @@ def note(text):
     print(f"note: {text}", file=sys.stderr)
 
 
+def method_title(method, prepared):
+    """A figure column's title; CAM names its own network when that is not the one in the figure's title."""
+    if method == "cam" and prepared.cam_net is not prepared.net:
+        return "CAM (shapes_cam)"
+    return METHOD_TITLES[method]
+
+
 class Prepared(NamedTuple):
     """One image ready for `minicnn explain`: the networks, the input and how to show it."""
 
@@ -285,6 +292,8 @@ def explain_command(args):
     out = Path(args.out or f"{Path(args.image).stem}_explained.png")
     if out.is_dir() or str(args.out or "").endswith(("/", "\\")):
         raise UserError(f"--out must name the figure file to write (e.g. {out / 'explained.png'}), got the folder {out}")
+    if not out.suffix:
+        out = out.with_suffix(".png")  # matplotlib would add it anyway: say the name it really writes
     image, notes = read_image(args.image)
     prepared = (prepare_shapes if args.model == "shapes" else prepare_imagenet)(args, image)
     for text in notes + prepared.notes:
@@ -296,7 +305,7 @@ def explain_command(args):
     print(f"top-5 predictions of {prepared.name}:")
     for rank, (name, probability) in enumerate(predictions, start=1):
         print(f"  {rank}. {name:24s} {100 * probability:6.2f}%")
-    maps = {METHOD_TITLES[m]: attribution_map(m, prepared, target)[None] for m in methods}
+    maps = {method_title(m, prepared): attribution_map(m, prepared, target)[None] for m in methods}
     p_target = class_probabilities(scores)[target]
     title = f"{prepared.name}: maps for class {prepared.class_names[target]!r} (p = {p_target:.3f})"
     save_explanation(prepared.display, maps, title, out)

@@ -602,8 +602,9 @@ def pointing_section(tour):
                    f"the white outline grown by {pointing.TOLERANCE} px."),
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
-              f"(mask grown by {pointing.TOLERANCE} px). The README's table does the same on 1000 images "
-              "(python scripts/pointing_game.py --n 1000)."),
+              f"(mask grown by {pointing.TOLERANCE} px). Half of these images have a distractor shape, which "
+              "also moves the centre baseline; the README's table (python scripts/pointing_game.py --n 1000) "
+              "uses 1000 images without distractors and 12 SmoothGrad copies, so its numbers differ."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "
                           "object, which ones also light up the distractor or the background?"),
@@ -832,8 +833,8 @@ def dead_units_section(tour):
     total = sum(len(m) for m in maxima.values())
     fig = dead_units_figure(maxima)
     return [tour.panel(fig, "dead_units", f"Dead units: {dead} of {total} ReLU units never fire on these "
-                       f"{len(images)} images (red) — feature maps that stay dark for every input, capacity the "
-                       "network does not use.")]
+                       f"{len(images)} images (red): units (a feature map in a conv layer, one number in a "
+                       "fully connected one) that stay dark for every input, capacity the network does not use.")]
 
 
 # ----------------------------------------------------------------------------------------------

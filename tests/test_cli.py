@@ -159,6 +159,14 @@ def test_explain_with_a_target_by_name(images, weights_args, tmp_path, capsys):
     assert cli.resolve_target("4", data.CLASS_NAMES) == cli.resolve_target("star", data.CLASS_NAMES) == 4
 
 
+def test_explain_out_without_a_suffix_writes_and_names_a_png(images, weights_args, tmp_path, capsys):
+    status, out, _ = run(["explain", str(images / "shape.png"), "--methods", "gradcam,cam",
+                          "--out", str(tmp_path / "result")] + weights_args, capsys)
+    assert status == 0 and f"wrote {tmp_path / 'result.png'}" in out
+    with Image.open(tmp_path / "result.png") as picture:
+        assert picture.format == "PNG"
+
+
 # ----------------------------------------------------------------------------------------------
 # bad input: non-zero exit, one line, no traceback
 
