@@ -271,10 +271,32 @@ def prepare_imagenet(args, image):
     from .tour import class_names_for
 
     box = occlusion_box(args, (48, 16), 224)
+    notes = imagenet_notes(Path(args.image).name, image.shape[1:])
     net, mode = load_imagenet_model(args.model, args.weights)
     x, display = imagenet_input(image, mode)
     names = class_names_for(net[net.names[-1]].params["bias"].shape[0])
-    return Prepared(args.model, net, None, x, display, names, box, [])
+    return Prepared(args.model, net, None, x, display, names, box, notes)
+
+
+MAX_ASPECT_RATIO = 20  # longer side / shorter side: beyond it the 224 x 224 centre crop keeps under 5%
+
+
+def imagenet_notes(name, image_hw):
+    """What resize-to-256 and the 224 x 224 centre crop do to an image of this size, as notes; an image
+    too elongated to crop sensibly (its resized copy would also take gigabytes) is a UserError."""
+    short, long = min(image_hw), max(image_hw)
+    if long > MAX_ASPECT_RATIO * short:
+        raise UserError(f"{name} is {image_hw[1]}x{image_hw[0]}: the 224x224 centre crop of it resized to 256 would "
+                        f"keep {100 * 224 / (256 * long / short):.2g}% of its longer side; crop it to a less "
+                        "elongated region first")
+    notes = []
+    if short < 256:
+        notes.append(f"{name} is {image_hw[1]}x{image_hw[0]}: enlarged {256 / short:.1f}x so that its shorter side "
+                     "is 256 (expect a blurred input)")
+    kept = 224 / 256 * short / long
+    if kept < 0.5:
+        notes.append(f"the 224x224 centre crop keeps {100 * kept:.0f}% of {name}'s longer side")
+    return notes
 
 
 def occlusion_box(args, default, side):
@@ -363,7 +385,7 @@ def imagenet_subject(args, tour):
     inputs, displays = [], []
     for path in args.images:
         image, notes = read_image(path)
-        for text in notes:
+        for text in notes + imagenet_notes(Path(path).name, image.shape[1:]):
             note(text)
         x, display = imagenet_input(image, mode)
         inputs.append(x)

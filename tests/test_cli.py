@@ -140,6 +140,15 @@ def test_explain_prints_five_class_names_and_writes_the_figure(images, weights_a
         picture.verify()
 
 
+def test_imagenet_resize_and_crop_are_explained_and_extreme_shapes_refused():
+    assert cli.imagenet_notes("a.png", (300, 400)) == []
+    assert cli.imagenet_notes("a.png", (8, 8)) == ["a.png is 8x8: enlarged 32.0x so that its shorter side is 256 "
+                                                   "(expect a blurred input)"]
+    assert cli.imagenet_notes("a.png", (300, 1000)) == ["the 224x224 centre crop keeps 26% of a.png's longer side"]
+    with pytest.raises(cli.UserError, match=r"a.png is 3000x2: .* keep 0.058% of its longer side"):
+        cli.imagenet_notes("a.png", (2, 3000))   # resized, it would be 256 x 384000: 4 GB
+
+
 @pytest.mark.parametrize("name, what", [("grey.png", "greyscale"), ("rgba.png", "RGBA")])
 def test_explain_converts_greyscale_and_rgba_with_a_note(images, weights_args, tmp_path, capsys, name, what):
     out = tmp_path / "map.png"
