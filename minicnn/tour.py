@@ -335,15 +335,18 @@ def gallery_figure(out, results, path, ncols=5, thumbnail=360):
 
 
 def run_section(tour, key, title, lesson, make):
-    """Run one section; a Skipped (or a missing visualization module) becomes its note."""
+    """Run one section; a Skipped, or an optional package that is not installed (e.g. scikit-learn for
+    t-SNE), becomes its note. A broken import inside minicnn itself is an error, not a note."""
     start = time.perf_counter()
     skipped, items = None, []
     try:
         items = make(tour)
     except Skipped as reason:
         skipped = str(reason)
-    except ImportError as error:
-        skipped = f"a module it needs is not available ({error})"
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] == "minicnn":
+            raise
+        skipped = f"a package it needs is not installed ({error})"
     return SectionResult(key, title, lesson, items, skipped, time.perf_counter() - start)
 
 

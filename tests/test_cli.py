@@ -286,3 +286,18 @@ def test_a_caffe_mode_tour_shows_network_order_signals_as_rgb(mode, bgr):
     signal = np.stack([np.full((4, 4), value) for value in (1.0, 2.0, 3.0)])  # channels 0, 1, 2
     assert subject.bgr is bgr
     assert list(in_rgb_order(subject, signal)[:, 0, 0]) == ([3.0, 2.0, 1.0] if bgr else [1.0, 2.0, 3.0])
+
+
+def test_a_missing_optional_package_skips_its_section_and_a_broken_minicnn_import_does_not(monkeypatch):
+    from minicnn import tour
+
+    def needs_sklearn(_):
+        raise ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
+
+    def broken(_):
+        raise ModuleNotFoundError("No module named 'minicnn.viz.gone'", name="minicnn.viz.gone")
+
+    result = tour.run_section(None, "tsne", "t-SNE", "12_embeddings.py", needs_sklearn)
+    assert result.skipped == "a package it needs is not installed (No module named 'sklearn')"
+    with pytest.raises(ModuleNotFoundError, match="minicnn.viz.gone"):
+        tour.run_section(None, "x", "X", "x.py", broken)

@@ -97,8 +97,8 @@ def embed(net, images, layer, seed=0, perplexity=30.0, pca_dims=50, batch_size=1
     try:
         from sklearn.manifold import TSNE
     except ImportError:
-        raise ImportError("embed uses scikit-learn's TSNE, which is not installed: "
-                          "pip install scikit-learn (or pip install minicnn[tsne])") from None
+        raise ModuleNotFoundError("embed uses scikit-learn's TSNE, which is not installed: pip install "
+                                  "scikit-learn (or pip install minicnn[tsne])", name="sklearn") from None
     vectors = features(net, images, layer, batch_size).astype(np.float64)
     if len(vectors) < 4:
         raise ValueError(f"t-SNE needs at least 4 images, got {len(vectors)}")
