@@ -169,13 +169,6 @@ def class_probabilities(scores):
     return softmax(scores[None].astype(np.float64))[0]
 
 
-def top_predictions(scores, class_names, k=5):
-    """[(class name, probability), ...] of the k most probable classes of one image's scores (K,)."""
-    probabilities = class_probabilities(scores)
-    best = np.argsort(-probabilities, kind="stable")[:k]
-    return [(class_names[i], float(probabilities[i])) for i in best]
-
-
 def resolve_target(target, class_names):
     """--target CLASS (a name, case-insensitive, or an index) -> the class index."""
     if target.isdigit() and int(target) < len(class_names):
@@ -323,7 +316,9 @@ def explain_command(args):
     scores = prepared.net.forward(prepared.x)[0]
     target = resolve_target(args.target, prepared.class_names) if args.target else int(scores.argmax())
     methods = methods_for(methods, prepared, args)
-    predictions = top_predictions(scores, prepared.class_names)
+    from .imagenet import topk
+
+    predictions = topk(scores, 5, prepared.class_names)
     print(f"top-5 predictions of {prepared.name}:")
     for rank, (name, probability) in enumerate(predictions, start=1):
         print(f"  {rank}. {name:24s} {100 * probability:6.2f}%")

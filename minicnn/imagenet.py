@@ -154,20 +154,21 @@ def preprocess(image, mode="torch", resize=256, crop=224):
 # Scores out
 # ----------------------------------------------------------------------------------------------
 
-def topk(scores, k=5):
+def topk(scores, k=5, class_names=IMAGENET_CLASSES):
     """The k most probable classes of one image: [(class name, softmax probability), ...].
 
-    scores: (1000,) or (1, 1000) pre-softmax scores of one image.
+    scores: (K,) or (1, K) pre-softmax scores of one image, K = len(class_names) (1000 for ImageNet).
     """
     scores = np.asarray(scores)
     if scores.ndim == 1:
         scores = scores[None]
     check_array(scores, "scores", ndim=2)
-    if scores.shape != (1, len(IMAGENET_CLASSES)):
-        raise ValueError(f"scores must be (1000,) or (1, 1000) for one image, got {scores.shape}")
+    classes = len(class_names)
+    if scores.shape != (1, classes):
+        raise ValueError(f"scores must be ({classes},) or (1, {classes}) for one image, got {scores.shape}")
     probabilities = ops.softmax(scores.astype(np.float64))[0]
     best = np.argsort(-probabilities, kind="stable")[:k]
-    return [(IMAGENET_CLASSES[i], float(probabilities[i])) for i in best]
+    return [(class_names[i], float(probabilities[i])) for i in best]
 
 
 def top5(scores):
