@@ -320,8 +320,9 @@ def explain_command(args):
 
     predictions = topk(scores, 5, prepared.class_names)
     print(f"top-5 predictions of {prepared.name}:")
+    width = max(len(name) for name, _ in predictions)
     for rank, (name, probability) in enumerate(predictions, start=1):
-        print(f"  {rank}. {name:24s} {100 * probability:6.2f}%")
+        print(f"  {rank}. {name:{width}s} {100 * probability:6.2f}%")
     maps = {method_title(m, prepared): attribution_map(m, prepared, target)[None] for m in methods}
     p_target = class_probabilities(scores)[target]
     title = f"{prepared.name}: maps for class {prepared.class_names[target]!r} (p = {p_target:.3f})"
