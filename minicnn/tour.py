@@ -115,7 +115,7 @@ class Subject:
     pool_labels:  (M,) a class per pool image (true or predicted)
     shapes_batch: the pool as a ShapesBatch with its concept masks (shapes only: dissection), or None
     to_display:   network input (3, H, W) -> RGB in [0, 1] (to show synthesized images)
-    input_range:  (low, high) of valid network-input values
+    input_range:  (low, high) of valid network-input values: numbers, or (3,) arrays (one per channel)
     ascent_mean:  where gradient ascent starts (a number or a per-channel mean, in network-input units)
     description:  one line for the top of index.html
     net_name, cam_net_name: what to call the two networks in tables
@@ -188,7 +188,7 @@ def imagenet_subject(name, net, images, display, mode="torch", budget=IMAGENET_B
     scores = predict(net, images)
     names = class_names or class_names_for(scores.shape[1])
     black, white = np.zeros((3, 1, 1), np.float32), np.ones((3, 1, 1), np.float32)
-    low, high = float(imagenet.normalize(black, mode).min()), float(imagenet.normalize(white, mode).max())
+    low, high = imagenet.normalize(black, mode).ravel(), imagenet.normalize(white, mode).ravel()  # per channel
     predicted = scores.argmax(axis=1)
     return Subject(
         name=name, net=net, cam_net=None, class_names=names, images=images, display=display,
@@ -763,7 +763,8 @@ def dream_section(tour):
         pictures.append(subject.to_display(image))
         titles.append("image")
         for layer in layers:
-            result = deep_dream(subject.net, image, layer, steps=budget.dream_steps, step_size=6.0 * (high - low),
+            result = deep_dream(subject.net, image, layer, steps=budget.dream_steps,
+                                step_size=6.0 * float(np.mean(np.subtract(high, low))),
                                 octaves=budget.dream_octaves, jitter=jitter, pixel_range=(low, high), progress=False)
             pictures.append(subject.to_display(result.image))
             titles.append(f"dream at {layer}")

@@ -285,3 +285,22 @@ def test_class_model_of_shapes_vgg_is_its_class_with_probability_09():
         p = ops.softmax(result.output[None])[0, target]
         assert p >= 0.9, f"class model of {name}: p = {p:.3f}"
         assert result.objective[-1] > result.objective[0]
+
+
+def test_a_pixel_range_per_channel_holds_each_channel_in_its_own_range():
+    """ImageNet inputs are normalized per channel, so each channel has its own valid range."""
+    net = small_net()
+    low, high = np.array([-0.1, 0.2, 0.4]), np.array([0.3, 0.5, 0.6])
+    result = activation_max(net, "relu2", 0, pixel_range=(low, high), mean=0.5, **{**SMALL, "steps": 5})
+    dreamed = deep_dream(net, np.full((3, 16, 16), 0.45, np.float32), "relu2", steps=3, octaves=1,
+                         pixel_range=(low, high), progress=False).image
+    assert np.all(result.image[2] >= 0.4 - 1e-7)  # the start, 0.5 grey, lies outside channel 0's range only
+    assert result.image[0].max() <= 0.3 + 1e-7 and result.image[0].max() > 0.3 - 1e-6  # clipped to channel 0's top
+    for image in (result.image, dreamed):
+        assert image.dtype == np.float32
+        assert np.all(image >= low[:, None, None].astype(np.float32) - 1e-7)
+        assert np.all(image <= high[:, None, None].astype(np.float32) + 1e-7)
+    with pytest.raises(ValueError, match=r"pixel_range's low must be a number or one number per channel, shape \(3,\)"):
+        deep_dream(net, np.zeros((3, 16, 16), np.float32), "relu2", pixel_range=(low[:2], high), progress=False)
+    with pytest.raises(ValueError, match=r"pixel_range must be \(low, high\) with low < high"):
+        activation_max(net, "relu2", 0, pixel_range=(high, low), **SMALL)

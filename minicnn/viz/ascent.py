@@ -194,7 +194,8 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     image). lr: step size (mean pixel change per step when normalize=True). decay: theta of
     x <- (1 - theta) x. blur_every / blur_sigma: Gaussian blur of x every k steps (0: never).
     clip_norm_pct / clip_contrib_pct: percentile (0-100) below which pixels are set to 0 (to the mean).
-    jitter: largest random roll in pixels. pixel_range: (low, high) for mean + x, or None.
+    jitter: largest random roll in pixels. pixel_range: (low, high) for mean + x (numbers, or one per
+    channel), or None.
     seed: the generator of the jitter. Returns an AscentResult.
     """
     steps = check_int_at_least(steps, "steps", 0)
@@ -207,7 +208,7 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     clip_contrib_pct = check_number(clip_contrib_pct, "clip_contrib_pct", low=0, high=100)
     if check_number(decay, "decay", low=0) >= 1:
         raise ValueError(f"decay must lie in [0, 1), got {decay!r}")
-    pixel_range = check_pixel_range(pixel_range)
+    pixel_range = check_pixel_range(pixel_range, x0.shape[0])
     dtype = x0.dtype
     mean = np.broadcast_to(_as_mean(mean, x0.shape), x0.shape).astype(dtype)
     rng = np.random.default_rng(seed)
@@ -307,16 +308,29 @@ def _as_mean(mean, shape):
     return check_finite(mean, "mean")
 
 
-def check_pixel_range(pixel_range):
-    """None (no clipping) or (low, high), two finite numbers with low < high -> (float, float)."""
+def check_pixel_range(pixel_range, channels):
+    """None (no clipping) or (low, high): two numbers, or one number per channel for each ((C,) arrays,
+    e.g. ImageNet's normalized black and white), finite, low < high everywhere -> (low, high) as
+    floats or (C, 1, 1) arrays that broadcast against a (C, H, W) image."""
     if pixel_range is None:
         return None
     if not isinstance(pixel_range, (tuple, list)) or len(pixel_range) != 2:
         raise TypeError(f"pixel_range must be None or a pair (low, high), got {pixel_range!r}")
-    low, high = (check_number(value, "pixel_range's " + side) for value, side in zip(pixel_range, ("low", "high")))
-    if not low < high:
+    low, high = (_range_end(value, f"pixel_range's {side}", channels) for value, side in zip(pixel_range, ("low", "high")))
+    if not np.all(low < high):
         raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
     return low, high
+
+
+def _range_end(value, name, channels):
+    """One end of a pixel range: a number, or (channels,) numbers -> a float or a (channels, 1, 1) array."""
+    if np.ndim(value) == 0:
+        return check_number(value, name)
+    value = np.asarray(value)
+    if value.shape != (channels,) or not np.issubdtype(value.dtype, np.number):
+        raise ValueError(f"{name} must be a number or one number per channel, shape ({channels},), got "
+                         f"{value!r} of shape {value.shape}")
+    return check_finite(value.astype(np.float64), name)[:, None, None]
 
 
 def _clip_to_range(x, mean, pixel_range):
@@ -324,7 +338,7 @@ def _clip_to_range(x, mean, pixel_range):
     if pixel_range is None:
         return x
     low, high = pixel_range
-    return np.clip(x, low - mean, high - mean)
+    return np.clip(x, low - mean, high - mean).astype(x.dtype, copy=False)  # per-channel ends are float64
 
 
 def _normalized(gradient):

@@ -64,7 +64,7 @@ def dream_step(net, image, layer, step_size=1.5, jitter=32, rng=None, pixel_rang
         rolled = rolled + (step_size / 255.0 / scale * gradient).astype(image.dtype)
     image = np.roll(rolled, (-dy, -dx), axis=(1, 2))
     if pixel_range is not None:
-        image = np.clip(image, *pixel_range)
+        image = np.clip(image, *pixel_range).astype(image.dtype, copy=False)  # per-channel ends are float64
     return image, energy
 
 
@@ -90,7 +90,8 @@ def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_sca
     """DeepDream of image (C, H, W) at `layer`: `steps` steps per octave, `octaves` octaves.
 
     The smallest octave must still fit the network up to `layer` (convolutional layers take any size;
-    a layer after Flatten/Linear needs octaves=1). seed: the jitter's generator. Returns a DreamResult.
+    a layer after Flatten/Linear needs octaves=1). pixel_range: (low, high), numbers or one per
+    channel, or None. seed: the jitter's generator. Returns a DreamResult.
     """
     check_array(image, "image", ndim=3)
     dtype = net.dtype
@@ -103,7 +104,7 @@ def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_sca
     jitter = check_int_at_least(jitter, "jitter", 0)
     step_size = check_number(step_size, "step_size", low=0, low_open=True)
     octave_scale = check_number(octave_scale, "octave_scale (each octave is that much smaller)", low=1, low_open=True)
-    pixel_range = check_pixel_range(pixel_range)
+    pixel_range = check_pixel_range(pixel_range, image.shape[0])
     net._index(layer)  # a clear KeyError for an unknown layer
     rng = np.random.default_rng(seed)
     pyramid = octave_pyramid(image, octaves, octave_scale)[::-1]  # smallest first
