@@ -92,6 +92,14 @@ class Network:
             return value.dtype
         return None
 
+    def check_input_dtype(self, x, name="x"):
+        """Check that the array x has the parameters' dtype (minicnn never casts silently); returns x."""
+        dtype = self.dtype
+        if dtype is not None and x.dtype != dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the network's parameters are {dtype}; convert one "
+                            f"of them, e.g. {name}.astype(np.{dtype}) or net.astype(np.{x.dtype})")
+        return x
+
     def astype(self, dtype):
         """Convert every parameter (and gradient) to float32 or float64, in place; returns self."""
         dtype = np.dtype(dtype)
@@ -134,10 +142,7 @@ class Network:
         """Layers first..last (indices) on x; records each output shape for backward; returns the last
         output and puts the outputs of the layers named in `keep` into `outputs`. A layer that cannot
         take its input says which layer it is."""
-        check_array(x, "x")
-        if self.dtype is not None and x.dtype != self.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the network's parameters are {self.dtype}; convert one "
-                            f"of them, e.g. x.astype(np.{self.dtype}) or net.astype(np.{x.dtype})")
+        self.check_input_dtype(check_array(x, "x"))
         shapes = {}
         for i in range(first, last + 1):
             name = self.names[i]

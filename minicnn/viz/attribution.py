@@ -74,13 +74,7 @@ def eval_mode(net):
 def check_images(net, x, name="x"):
     """Check that x is a non-empty (N, C, H, W) float batch of finite values, with the network's dtype and
     channel count."""
-    check_array(x, name, ndim=4)
-    dtype = net.dtype
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{name} has dtype {x.dtype} but the network's parameters are {dtype}; convert one of them, "
-            f"e.g. {name}.astype(np.{dtype}) or net.astype(np.{x.dtype})"
-        )
+    net.check_input_dtype(check_array(x, name, ndim=4), name)
     for layer_name in net.names:
         channels = getattr(net.layers[layer_name], "in_channels", None)
         if channels is not None:

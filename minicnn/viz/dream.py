@@ -93,12 +93,7 @@ def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_sca
     a layer after Flatten/Linear needs octaves=1). pixel_range: (low, high), numbers or one per
     channel, or None. seed: the jitter's generator. Returns a DreamResult.
     """
-    check_array(image, "image", ndim=3)
-    dtype = net.dtype
-    if dtype is not None and image.dtype != dtype:
-        raise TypeError(f"image has dtype {image.dtype} but the network's parameters are {dtype}; "
-                        f"convert it, e.g. image.astype(np.{dtype})")
-    check_finite(image, "image")
+    check_finite(net.check_input_dtype(check_array(image, "image", ndim=3), "image"), "image")
     steps = check_int_at_least(steps, "steps", 0)
     octaves = check_int_at_least(octaves, "octaves", 1)
     jitter = check_int_at_least(jitter, "jitter", 0)
