@@ -70,17 +70,17 @@ def check_int_at_least(value, name, low):
     return int(value)
 
 
-def check_number(value, name, low=None, high=None, low_open=False):
-    """A finite real number (Python or NumPy, not bool) in [low, high] -- (low, high] with low_open --
-    returned as a Python float. Not a number -> TypeError; NaN, inf or out of range -> ValueError."""
+def check_number(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number (Python or NumPy, not bool) in [low, high] -- an end excluded with low_open /
+    high_open -- returned as a Python float. Not a number -> TypeError; NaN, inf or out of range -> ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
     too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and value > high
+    too_high = high is not None and (value >= high if high_open else value > high)
     if not np.isfinite(value) or too_low or too_high:
         lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-        upper = "" if high is None else f"<= {high:g}"
+        upper = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
         wanted = " and ".join(part for part in (lower, upper) if part)
         raise ValueError(f"{name} must be a finite number{' ' + wanted if wanted else ''}, got {value!r}")
     return value

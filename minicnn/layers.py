@@ -267,9 +267,7 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        self.p = check_number(p, "p", 0, 1)
-        if self.p == 1:
-            raise ValueError("p must be a number in [0, 1), got 1.0: dropout would zero every value")
+        self.p = check_number(p, "p (1 would zero every value)", low=0, high=1, high_open=True)
         self.rng = np.random.default_rng() if rng is None else rng
 
     def reset_parameters(self, rng):

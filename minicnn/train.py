@@ -35,9 +35,7 @@ class Adam:
         self.net, self.lr = net, check_number(lr, "lr", low=0, low_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(check_number(b, f"betas[{i}]", low=0) for i, b in enumerate(betas))
-        if max(self.betas) >= 1:
-            raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
+        self.betas = tuple(check_number(b, f"betas[{i}]", low=0, high=1, high_open=True) for i, b in enumerate(betas))
         self.eps = check_number(eps, "eps", low=0, low_open=True)
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0)
         params = net.named_parameters()

@@ -130,9 +130,9 @@ def test_dropout_is_identity_in_eval_and_scales_in_training():
     (lambda: AvgPool2d(2, padding=-1), ValueError, r"padding must be >= 0, got \(-1, -1\)"),
     (lambda: MaxPool2d(2, padding=2), ValueError, r"padding must be at most half the kernel size \(2, 2\)"),
     (lambda: AdaptiveAvgPool2d((0, 6)), ValueError, r"output_size must be >= 1, got \(0, 6\)"),
-    (lambda: Dropout(True), TypeError, r"p must be a number, got bool True"),
-    (lambda: Dropout(1), ValueError, r"p must be a number in \[0, 1\), got 1.0"),
-    (lambda: Dropout(-0.1), ValueError, r"p must be a finite number >= 0 and <= 1, got -0.1"),
+    (lambda: Dropout(True), TypeError, r"p \(1 would zero every value\) must be a number, got bool True"),
+    (lambda: Dropout(1), ValueError, r"p \(1 would zero every value\) must be a finite number >= 0 and < 1, got 1.0"),
+    (lambda: Dropout(-0.1), ValueError, r"p \(1 would zero every value\) must be a finite number >= 0 and < 1, got -0.1"),
 ])
 def test_constructors_check_their_arguments(make, error, message):
     with pytest.raises(error, match=message):

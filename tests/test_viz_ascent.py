@@ -252,7 +252,7 @@ def test_bad_arguments_give_clear_errors():
     (lambda net, image: activation_max(net, "relu2", 0, lr=np.nan, **SMALL), ValueError, "lr must be a finite number"),
     (lambda net, image: activation_max(net, "relu2", 0, blur_sigma=-1, **SMALL), ValueError, "blur_sigma must be"),
     (lambda net, image: activation_max(net, "relu2", 0, l2="a", **SMALL), TypeError, "l2 must be a number"),
-    (lambda net, image: activation_max(net, "relu2", 0, decay=1, **SMALL), ValueError, r"decay must lie in \[0, 1\)"),
+    (lambda net, image: activation_max(net, "relu2", 0, decay=1, **SMALL), ValueError, r"decay must be a finite number >= 0 and < 1, got 1.0"),
     (lambda net, image: activation_max(net, "relu2", 0, mean=np.nan, **SMALL), ValueError, "mean must hold finite"),
     (lambda net, image: activation_max(net, "relu2", 0, **{**SMALL, "steps": 2.0}), TypeError, "steps must be an int"),
     (lambda net, image: deep_dream(net, image, "relu2", steps=2.0, progress=False), TypeError, "steps must be an int"),

@@ -206,8 +206,7 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     blur_sigma = check_number(blur_sigma, "blur_sigma", low=0)
     clip_norm_pct = check_number(clip_norm_pct, "clip_norm_pct", low=0, high=100)
     clip_contrib_pct = check_number(clip_contrib_pct, "clip_contrib_pct", low=0, high=100)
-    if check_number(decay, "decay", low=0) >= 1:
-        raise ValueError(f"decay must lie in [0, 1), got {decay!r}")
+    decay = check_number(decay, "decay", low=0, high=1, high_open=True)
     pixel_range = check_pixel_range(pixel_range, x0.shape[0])
     dtype = x0.dtype
     mean = np.broadcast_to(_as_mean(mean, x0.shape), x0.shape).astype(dtype)
