@@ -162,17 +162,6 @@ def subpixel_conv_transpose1d(y, w, stride=1, padding=0, output_padding=0):
 # 2D: the matrix
 
 
-def _check_input_shape(input_shape, w):
-    """input_shape (C, H, W) of one image, ints >= 1, with the C channels that w (F, C, kh, kw) expects."""
-    input_shape = ops.check_input_shape(input_shape, layout="CHW")
-    if input_shape[0] != w.shape[1]:
-        raise ValueError(
-            f"channel mismatch: input_shape {input_shape} has {input_shape[0]} channels but w has "
-            f"shape {w.shape} and expects {w.shape[1]} (w is (F, C, kh, kw))"
-        )
-    return input_shape
-
-
 def conv2d_matrix(w, input_shape, stride=1, padding=0):
     """The (F*Ho*Wo, C*H*W) matrix W of conv2d with weights w (F, C, kh, kw) on inputs of input_shape.
 
@@ -182,7 +171,7 @@ def conv2d_matrix(w, input_shape, stride=1, padding=0):
     Most entries are zero: each row has at most C*kh*kw non-zeros.
     """
     check_array(w, "w", ndim=4)
-    c, h, wd = _check_input_shape(input_shape, w)
+    c, h, wd = ops.check_conv_input_shape(input_shape, w, layout="CHW")
     (kh, kw), (sh, sw), (ph, pw) = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
     ho, wo = conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))
     f = w.shape[0]

@@ -53,6 +53,16 @@ def check_input_shape(input_shape, name="input_shape", layout="NCHW"):
                  for k, (size, axis) in enumerate(zip(input_shape, layout)))
 
 
+def check_conv_input_shape(input_shape, w, layout="NCHW"):
+    """check_input_shape, plus: its C is the number of input channels w (F, C, kh, kw) expects."""
+    input_shape = check_input_shape(input_shape, layout=layout)
+    channels = input_shape[layout.index("C")]
+    if channels != w.shape[1]:
+        raise ValueError(f"channel mismatch: input_shape {input_shape} has {channels} channels but w has shape "
+                         f"{w.shape} and expects {w.shape[1]} (w is (F, C, kh, kw))")
+    return input_shape
+
+
 # ----------------------------------------------------------------------------------------------
 # convolution
 
@@ -142,10 +152,7 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
     """
     check_array(w, "w", ndim=4)
     (kh, kw), (sh, sw), (ph, pw) = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    n, c, h, wd = check_input_shape(input_shape)
-    if c != w.shape[1]:
-        raise ValueError(f"channel mismatch: input_shape {(n, c, h, wd)} has {c} channels but w has shape "
-                         f"{w.shape} and expects {w.shape[1]} (w is (F, C, kh, kw))")
+    n, c, h, wd = check_conv_input_shape(input_shape, w)
     check_array(dy, "dy", ndim=4, dtype_like=w)
     check_shape(dy, "dy", (n, w.shape[0], *conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))))
     output_padding = ((h + 2 * ph - kh) % sh, (wd + 2 * pw - kw) % sw)
@@ -332,9 +339,8 @@ def linear_backward(dy, x, w):
     """Gradients of y = x @ w.T + b: dx = dy @ w, dw = dy.T @ x, db = dy summed over N."""
     check_array(x, "x", ndim=2)
     check_array(w, "w", ndim=2, dtype_like=x)
-    check_array(dy, "dy", ndim=2, dtype_like=x)
-    check_shape(dy, "dy", (x.shape[0], w.shape[0]))
-    return linear_input_gradient(dy, w, x.shape), dy.T @ x, dy.sum(axis=0)
+    dx = linear_input_gradient(dy, w, x.shape)  # checks dy against x and w
+    return dx, dy.T @ x, dy.sum(axis=0)
 
 
 def _check_logits(logits):
