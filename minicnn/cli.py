@@ -150,7 +150,7 @@ def load_imagenet_model(name, weights=None):
                             f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
                             "(.pth, .safetensors, .npz or Keras .h5)")
     state = read_weight_file(weights)
-    mode = "caffe" if any(key.startswith("block1_conv1.") for key in state) else "torch"  # Keras' VGG16
+    mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     try:
         net = models.imagenet_model_from_state(name, state, source=str(weights))
     except (ValueError, TypeError) as error:

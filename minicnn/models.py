@@ -266,6 +266,12 @@ def _check_imagenet_name(name):
         raise ValueError(f"name must be one of {list(IMAGENET_LAYERS)}, got {name!r}")
 
 
+def is_keras_vgg16(state):
+    """Does this state use Keras' VGG16 names ("block1_conv1.weight")? Such weights expect caffe-mode
+    input (BGR, 0-255, mean-subtracted: minicnn.imagenet.preprocess(image, mode="caffe"))."""
+    return any(key.startswith("block1_conv1.") for key in state)
+
+
 def imagenet_model_from_state(name, state, source="state"):
     """Build `name` ("alexnet" or "vgg16") and copy `state` into it (float32).
 
@@ -274,7 +280,7 @@ def imagenet_model_from_state(name, state, source="state"):
     A state that does not fit raises one ValueError naming `source` and listing every problem.
     """
     _check_imagenet_name(name)
-    if name == "vgg16" and any(key.startswith("block1_conv1.") for key in state):
+    if name == "vgg16" and is_keras_vgg16(state):
         state = keras_vgg16_to_torchvision(state)
     state = minicnn_to_torchvision(torchvision_to_minicnn(state))   # whatever came in: torchvision's
     last_bias = state.get("classifier.6.bias")

@@ -19,7 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from minicnn.models import imagenet_model_from_state, minicnn_to_torchvision, sha256_of_file, weights_cache_dir
+from minicnn.models import (imagenet_model_from_state, is_keras_vgg16, minicnn_to_torchvision, sha256_of_file,
+                            weights_cache_dir)
 from minicnn.weights import WeightFileError, load_weights, save_weights
 
 URLS = {
@@ -68,7 +69,7 @@ def convert(name, source, cache):
     under torchvision's names the cached file would be read as a torchvision model (RGB, mean/std)."""
     try:
         state = load_weights(source)
-        if any(key.startswith("block1_conv1.") for key in state):
+        if is_keras_vgg16(state):
             raise FetchError(f"{source} holds Keras' VGG16 weights, which expect caffe-mode input (BGR, "
                              "mean-subtracted); converted to torchvision's names they would be preprocessed "
                              "wrongly. Use the .h5 file directly instead: minicnn explain IMAGE --model vgg16 "
