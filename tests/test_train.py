@@ -1,9 +1,9 @@
 """Training for real: a small CNN learns a toy problem to near-zero loss, repeatably."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_modules import load_script
 
 from minicnn import SGD, Adam, Conv2d, Flatten, Linear, MaxPool2d, Network, ReLU, fit
 from minicnn.train import accuracy
@@ -70,11 +70,7 @@ def test_bad_training_arguments_give_clear_errors():
 
 
 def load_train_script():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "train_shapes.py"
-    spec = importlib.util.spec_from_file_location("train_shapes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_shapes")
 
 
 def test_train_script_will_not_overwrite_weights_without_being_told(tmp_path, capsys):
