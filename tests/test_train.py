@@ -69,20 +69,16 @@ def test_bad_training_arguments_give_clear_errors():
         Adam(net, weight_decay="1e-4")
 
 
-def load_train_script():
-    return load_script("train_shapes")
-
-
 def test_train_script_will_not_overwrite_weights_without_being_told(tmp_path, capsys):
     (tmp_path / "shapes_vgg.npz").write_bytes(b"shipped")
     with pytest.raises(SystemExit):
-        load_train_script().main(["--model", "shapes_vgg", "--out", str(tmp_path), "--train-size", "8"])
+        load_script("train_shapes").main(["--model", "shapes_vgg", "--out", str(tmp_path), "--train-size", "8"])
     assert "shapes_vgg.npz already exist(s)" in capsys.readouterr().err
     assert (tmp_path / "shapes_vgg.npz").read_bytes() == b"shipped"
 
 
 def test_train_script_rewrites_the_table_and_keeps_the_notes(tmp_path):
-    script = load_train_script()
+    script = load_script("train_shapes")
     shipped = Path(__file__).resolve().parent.parent / "weights"
     for card in shipped.glob("*.json"):
         (tmp_path / card.name).write_text(card.read_text())
