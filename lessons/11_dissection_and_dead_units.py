@@ -83,8 +83,9 @@ print(f"shape classes with a detector: {len(shape_classes)} of {len(data.CLASS_N
 # A class without a detector is not a class no unit sees: its best unit overlaps it above the threshold,
 # but overlaps a look-alike (star for cross, disc for diamond) more, and takes that label. The network
 # tells the two apart in fc1, by weighing several such units at once. (README: seven retrained variants
-# of shapes_vgg, eight more init seeds and eight seeds with 64 channels in block 3 each left one to five
-# classes without a unit of their own, a different set each time.)
+# of shapes_vgg, eight more init seeds, eight seeds with 64 channels in block 3, six runs with more
+# images or more distractors and two with 64 channels and distractors each left one to five classes
+# without a unit of their own, a different set each time.)
 for name in missing:
     column = result.concept_names.index(name)
     unit = int(result.iou[:, column].argmax())
