@@ -606,8 +606,8 @@ def pointing_section(tour):
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
               f"(mask grown by {pointing.TOLERANCE} px). Half of these images have a distractor shape, which "
-              "also moves the centre baseline; the README's table (python scripts/pointing_game.py --n 1000) "
-              "uses 1000 images without distractors and 12 SmoothGrad copies, so its numbers differ."),
+              "also moves the centre baseline; the README's table (python scripts/pointing_game.py --n 3000) "
+              "uses 3000 images without distractors and 12 SmoothGrad copies, so its numbers differ."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "
                           "object, which ones also light up the distractor or the background?"),
