@@ -5,9 +5,10 @@
     python scripts/train_shapes.py --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
 
 For each model: generate the training set (data seed --data-seed) and a held-out test set (another
-seed), train with Adam and a cosine learning-rate decay, measure test accuracy, then write
-<out>/<model>.npz, <out>/<model>.json (the model card: architecture, data, optimizer, accuracy,
-training time, SHA-256 of the .npz) and <out>/README.md (a table of all the cards in <out>).
+seed), train with Adam and a cosine learning-rate decay (after a linear warm-up, for shapes_vgg),
+measure test accuracy, then write <out>/<model>.npz, <out>/<model>.json (the model card:
+architecture, data, optimizer, accuracy, training time, SHA-256 of the .npz) and <out>/README.md
+(a table of all the cards in <out>).
 Same arguments, same weights: every random number comes from the seeds (up to the order in which
 the threads add up floating-point sums, which may differ between machines and thread counts).
 --compare-to DIR: after training, compare each model's test accuracy with the card DIR/<model>.json
@@ -33,16 +34,26 @@ NOTES_MARKER = "<!-- hand-written notes: train_shapes.py keeps everything below 
 TEST_SEED_OFFSET = 1000  # the held-out set uses data seed + 1000: never seen in training
 REPRODUCE_TOLERANCE = 0.005  # a re-run's test accuracy must be within this of the card it is compared to
 # The shipped settings per model (each is overridden by its command-line option when given):
-# the CAM network (global average pooling, no fully connected layers) learns slower and needs more epochs.
+# the CAM network (global average pooling, no fully connected layers) learns slower and needs more epochs;
+# shapes_vgg warms its learning rate up over its first epoch (313 steps of 64 of the 20,000 images),
+# without which some init seeds stall (weights/README.md).
 MODEL_DEFAULTS = {
-    "shapes_cam": {"epochs": 20, "lr": 3e-3},
-    "shapes_vgg": {"epochs": 12, "lr": 2e-3},
+    "shapes_cam": {"epochs": 20, "lr": 3e-3, "warmup_steps": 0},
+    "shapes_vgg": {"epochs": 12, "lr": 2e-3, "warmup_steps": 313},
 }
 
 
 def cosine_lr(base_lr, epoch, epochs):
     """Learning rate for an epoch: base_lr * (1 + cos(pi * epoch / epochs)) / 2, from base_lr towards 0."""
     return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def with_warmup(batches, optimizer, lr, first_step, warmup_steps):
+    """Yield the batches; before each, optimizer.lr = lr * min(1, (t + 1) / warmup_steps) at global step t
+    (counting from first_step): a linear warm-up from lr / warmup_steps, then lr itself."""
+    for step, batch in enumerate(batches, start=first_step):
+        optimizer.lr = lr * min(1.0, (step + 1) / warmup_steps)
+        yield batch
 
 
 def train_one(name, args, train_set, test_set):
@@ -54,17 +65,24 @@ def train_one(name, args, train_set, test_set):
     history = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
-        optimizer.lr = cosine_lr(args.lr, epoch, args.epochs)
+        epoch_lr = optimizer.lr = cosine_lr(args.lr, epoch, args.epochs)
         batches = minibatches(train_set.images, train_set.labels, args.batch_size, rng)
+        if epoch * steps < args.warmup_steps:
+            batches = with_warmup(batches, optimizer, epoch_lr, epoch * steps, args.warmup_steps)
         loss, train_acc = train_epoch(net, optimizer, batches, steps, f"{name} epoch {epoch + 1}/{args.epochs}")
         test_acc = accuracy(net, test_set.images, test_set.labels)
-        history.append({"epoch": epoch + 1, "lr": optimizer.lr, "loss": round(loss, 5),
+        history.append({"epoch": epoch + 1, "lr": epoch_lr, "loss": round(loss, 5),
                         "train_accuracy": round(train_acc, 5), "test_accuracy": round(test_acc, 5)})
         print(f"{name} epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}, train {train_acc:.4f}, "
               f"test {test_acc:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
         card = write_model(net, model_card(name, net, args, train_set, test_set, history,
                                            time.perf_counter() - start), args.out)
     return card
+
+
+def schedule_name(warmup_steps):
+    """The learning-rate schedule, in words, for the model card."""
+    return "cosine per epoch" + (f", linear warm-up over the first {warmup_steps} steps" if warmup_steps else "")
 
 
 def model_card(name, net, args, train_set, test_set, history, seconds):
@@ -77,7 +95,7 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
                  "train_seed": args.data_seed, "train_size": len(train_set.labels),
                  "test_seed": args.data_seed + TEST_SEED_OFFSET, "test_size": len(test_set.labels),
                  "distractor_probability": args.distractor},
-        "training": {"optimizer": "Adam", "lr": args.lr, "schedule": "cosine per epoch",
+        "training": {"optimizer": "Adam", "lr": args.lr, "schedule": schedule_name(args.warmup_steps),
                      "weight_decay": args.weight_decay, "batch_size": args.batch_size, "epochs": args.epochs,
                      "epochs_completed": len(history), "init_seed": args.seed, "seconds": round(seconds, 1),
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -170,6 +188,9 @@ def main(argv=None):
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--distractor", type=float, default=0.5, help="probability of a distractor object")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="linear learning-rate warm-up over this many steps (0: none); default: per model, "
+                             "see MODEL_DEFAULTS")
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "weights",
                         help="folder for the .npz files, model cards and README.md (default: the shipped weights/)")
@@ -179,6 +200,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     compare_to, overwrite = args.compare_to, args.overwrite
     del args.compare_to, args.overwrite  # not training settings: kept out of the model card
+    if args.warmup_steps is not None and args.warmup_steps < 0:
+        parser.error(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
     existing = [str(args.out / f"{name}.npz") for name in args.model if (args.out / f"{name}.npz").exists()]
     if existing and not overwrite:
         parser.error(f"{', '.join(existing)} already exist(s); train into another folder with --out DIR, "

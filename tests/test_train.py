@@ -112,3 +112,23 @@ def test_optimizer_steps_equal_torch(name):
         theirs.step()
     for key, value in net.named_parameters().items():
         np.testing.assert_allclose(value, params[key].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_warmup_sets_the_learning_rate_of_every_step_and_then_lets_it_be():
+    class Recorder:
+        lr = None
+
+    optimizer, seen = Recorder(), []
+    script = load_script("train_shapes")
+    for epoch, lr in enumerate((1.0, 0.5)):  # two epochs of 4 steps, a warm-up of 6 steps
+        for _ in script.with_warmup(range(4), optimizer, lr, 4 * epoch, 6):
+            seen.append(optimizer.lr)
+    np.testing.assert_allclose(seen, [1 / 6, 2 / 6, 3 / 6, 4 / 6, 0.5 * 5 / 6, 0.5, 0.5, 0.5])
+    assert script.schedule_name(0) == "cosine per epoch"
+    assert script.schedule_name(6) == "cosine per epoch, linear warm-up over the first 6 steps"
+
+
+def test_train_script_refuses_a_negative_warmup(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_script("train_shapes").main(["--model", "shapes_vgg", "--out", str(tmp_path), "--warmup-steps", "-1"])
+    assert "--warmup-steps must be >= 0, got -1" in capsys.readouterr().err
