@@ -92,21 +92,29 @@ save(image_grid([r.image for r in plain], titles=[f"{n}\np={p:.2f}" for n, p in 
 # %% [markdown]
 # ## Any unit, not only classes
 # The same loop maximizes the mean activation of one channel of a hidden layer (Yosinski 2015),
-# starting from faint noise (a flat image leaves many units silent, with zero gradient).
-# Early layers ask for colours and edges repeated everywhere; deeper ones for larger parts.
+# starting from faint noise (a flat image leaves many units silent, with zero gradient). A unit that
+# faint noise leaves shut as well has zero gradient too and never moves: we skip it and take the next
+# most active unit of its layer. Early layers ask for colours and edges repeated everywhere; deeper
+# ones for larger parts.
 
 # %%
 title("activation maximization of hidden units")
 activity = {layer: net.forward(sample.images[:100], upto=layer).mean(axis=(0, 2, 3))
             for layer in ("relu1_2", "relu2_2", "relu3_2")}
-units = [(layer, int(c)) for layer, mean_activity in activity.items() for c in np.argsort(-mean_activity)[:4]]
-print("the 4 most active units of each layer (mean activation over 100 images):", units)
 images, titles = [], []
-for layer, channel in units:
-    result = activation_max(net, layer, channel, progress=False)
-    rose = result.objective[-1] - result.objective[0]
-    print(f"  {layer}[{channel}]: mean activation {result.objective[0]:.3f} -> {result.objective[-1]:.3f}")
-    assert rose > 0
-    images.append(result.image)
-    titles.append(f"{layer}[{channel}]")
+for layer, mean_activity in activity.items():
+    grown = 0
+    for channel in (int(c) for c in np.argsort(-mean_activity)):  # the most active units first
+        result = activation_max(net, layer, channel, progress=False)
+        if result.objective[0] == 0:  # shut on faint noise too: zero gradient, it cannot rise
+            print(f"  {layer}[{channel}]: silent on the start image (zero gradient), skipped")
+            continue
+        rose = result.objective[-1] - result.objective[0]
+        print(f"  {layer}[{channel}]: mean activation {result.objective[0]:.3f} -> {result.objective[-1]:.3f}")
+        assert rose > 0
+        images.append(result.image)
+        titles.append(f"{layer}[{channel}]")
+        grown += 1
+        if grown == 4:  # the 4 most active units of each layer that the start image opens
+            break
 save(image_grid(images, titles=titles, ncols=4), OUT, "units")

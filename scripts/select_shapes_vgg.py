@@ -13,11 +13,15 @@ VALIDATION_SEED + 1):
 - class_model with its defaults for every class: how many reach softmax p(target) >= 0.9, and the smallest p.
 
 A network meets the bar when every class has a detector, both pointing scores are >= 90% and every
-class model has p >= 0.9. Had one met it, it could have been shipped in place of seed 0: the tests check
-the shipped network on other images (seed 12345), so choosing here cannot choose the tests' answer.
-Run on init seeds 3 to 10, on seeds 0 to 7 with 64 channels in block 3, on seeds 0 to 2 with 60,000
-training images, on seeds 0 to 4 with a distractor in every image and on seeds 0 and 1 with both 64
-channels and a distractor in every image (README, Network Dissection): none met it.
+class model has p >= 0.9. The tests check the shipped network on other images (seed 12345), so
+choosing here cannot choose the tests' answer. But one set of 600 images can pass by luck: a network
+that meets the bar here should also be dissected on more image sets before it is shipped (README,
+Network Dissection: seed 1 with a distractor in every image and the warm-up met it here, and missed
+square on three other sets).
+Without the learning-rate warm-up (--warmup-steps 0), none of the runs on init seeds 3 to 10, on seeds
+0 to 7 with 64 channels in block 3, on seeds 0 to 2 with 60,000 training images, on seeds 0 to 4 with a
+distractor in every image or on seeds 0 and 1 with both met it. The network shipped on 2026-12-07
+(init seed 0, with the warm-up) meets it, here and on six more image sets.
 tests/test_select_shapes_vgg.py checks the bar and one row on a small budget.
 """
 import argparse

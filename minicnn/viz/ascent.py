@@ -87,7 +87,7 @@ def activation_max(net, layer, channel, steps=200, lr=0.05, l2=1e-3, decay=0.0, 
                   description=f"activation_max {layer}[{channel}]")
 
 
-def class_model(net, target, steps=200, lr=0.05, l2=1e-3, decay=0.01, blur_every=2, blur_sigma=1.0,
+def class_model(net, target, steps=200, lr=0.05, l2=1e-3, decay=0.01, blur_every=2, blur_sigma=0.5,
                 clip_norm_pct=0.0, clip_contrib_pct=0.0, jitter=4, shape=(3, 64, 64), mean=0.5,
                 pixel_range=(0.0, 1.0), normalize=True, start="zero", objective="score", seed=0,
                 progress=True):
@@ -95,24 +95,26 @@ def class_model(net, target, steps=200, lr=0.05, l2=1e-3, decay=0.01, blur_every
 
     The network's last layer must give class scores (N, K). From the image `mean` (0.5: mid-grey),
     gradient ascent on S_c - lambda ||x||^2 with Yosinski's regularizers on by default: decay 0.01, a
-    Gaussian blur (sigma 1) every 2 steps, jitter up to 4 pixels, normalized steps of 0.05. Without
+    Gaussian blur (sigma 0.5) every 2 steps, jitter up to 4 pixels, normalized steps of 0.05. Without
     them the ascent finds high-frequency patterns (try blur_every=0, decay=0, jitter=0); with them the
     pictures show stripes for "striped_patch", dots for "dotted_patch". On the shipped shapes_vgg,
     with seed 0, every class model is classified as its class with p >= 0.9 (the tests and lesson 8
-    assert it); over jitter seeds 0-3, 39 of the 40 are, and the disc model of seed 1 is a diamond.
-    That is a property of the shipped network, not of the method: seven shapes_vgg trained with other
-    init seeds (README, Network Dissection) reach p >= 0.9 for 7 to 9 of their 10 classes.
+    assert it); over jitter seeds 0-3, 39 of the 40 are, and the striped_patch model of seed 1 is a
+    checker_patch. A stronger blur (sigma 1, the default until 2026-12-07) turns the stripes into a
+    checker on every seed. These are properties of the shipped network, not of the method: seven
+    shapes_vgg trained with other init seeds (README, Network Dissection; measured with sigma 1) reach
+    p >= 0.9 for 7 to 9 of their 10 classes.
 
     objective="score" (the lecture's): S = S_c. Pre-softmax, because p(c) can also rise by pushing
     other classes down; S_c can only rise by showing more of c. But "more of c" need not make c the
     TOP class: in a ReLU network every score grows with the image's contrast, and some other class
-    may grow faster (as for the disc model above).
+    may grow faster (as checker_patch does for the striped_patch model above).
     objective="log_probability": S = log p_c = S_c - log sum_k exp(S_k), whose gradient at the scores
     is e_c - p: up for c, down for every other class in proportion to its probability. It does NOT
     give better class models here. log p flattens out near 0 once c wins (dS/dx falls to ~1e-10), but
     a normalized step keeps its size, so the L2 pull, the decay and the blur take over: p falls, climbs
     again, and the last image can be anywhere on that cycle. On the shipped shapes_vgg with the
-    defaults, 3 of the 10 classes end at p >= 0.9 (normalize=False, lr=1: 5 of 10).
+    defaults, 3 of the 10 classes end at p >= 0.9 (normalize=False, lr=1: 4 of 10).
     Returns an AscentResult (output = the final scores).
     """
     x0 = _start_image(net, shape, start, seed)
