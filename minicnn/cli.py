@@ -4,7 +4,7 @@
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
     minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
-    minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
+    minicnn bench [...]                 minicnn.recipes.bench (minicnn vs PyTorch timings)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -462,8 +462,8 @@ def build_parser():
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (runs scripts/bench.py)",
-        description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
+        "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
+        description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
     return parser
@@ -474,7 +474,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["bench"]:
-            return script_command("bench.py", argv[1:], "minicnn bench")
+            from .recipes import bench
+            return bench.main(argv[1:])
         if argv[:2] == ["train", "shapes"]:
             return script_command("train_shapes.py", argv[2:], "minicnn train shapes")
         args = build_parser().parse_args(argv)

@@ -1,0 +1,1 @@
+"""Recipes: the programs that produce the project's measured results (training, benchmarks, ...)."""
