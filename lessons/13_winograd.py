@@ -199,8 +199,8 @@ save(fig, OUT, "transforms_f43")
 
 # %% [markdown]
 # ## The measured speed
-# minicnn's Numba kernels run F(4x4, 3x3) for float32 3x3 stride-1 convolutions with at least 16
-# channels ("auto"; ops.choose_conv_algorithm): a block of ~96 tiles at a time, the 36 products by
+# minicnn's Numba kernels run F(4x4, 3x3) for float32 3x3 stride-1 convolutions with enough channels
+# ("auto": ops.choose_conv_algorithm): a block of ~96 tiles at a time, the 36 products by
 # single-threaded BLAS inside one parallel loop. The timings live in docs/performance.md (`minicnn
 # bench`); this lesson does not time anything. The lines of that table on convolutions:
 

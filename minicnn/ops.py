@@ -108,7 +108,7 @@ def choose_conv_algorithm(algorithm, kernel, stride, padding, dtype, in_channels
     return algorithm
 
 
-WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_CHANNELS = 32
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, algorithm="auto"):
