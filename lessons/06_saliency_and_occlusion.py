@@ -29,7 +29,7 @@ from minicnn.viz.pointing import grown_mask, pointing_hits
 
 OUT = output_dir("06_saliency_and_occlusion")
 WEIGHTS = weights_dir()
-HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
+HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in minicnn/recipes/pointing_game.py)
 
 net = load_pretrained("shapes_vgg", WEIGHTS)
 batch = make_shapes(8, seed=HELD_OUT_SEED)

@@ -38,7 +38,7 @@ OUT = output_dir("09_dataset_search_and_deconvnet")
 WEIGHTS = weights_dir()
 
 net = load_pretrained("shapes_vgg", WEIGHTS)
-HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
+HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in minicnn/recipes/pointing_game.py)
 N_IMAGES = 1000        # how many held-out images the dataset search looks at
 print(net)
 

@@ -3,8 +3,8 @@
     minicnn tour                        every method of the lecture on the shipped shapes models,
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
-    minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
-    minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
+    minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
+    minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -13,7 +13,7 @@ a non-zero exit status, never a Python traceback.
 import argparse
 import contextlib
 import difflib
-import importlib.util
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -24,7 +24,6 @@ import numpy as np
 MODELS = ("shapes", "alexnet", "vgg16")
 METHODS = ("saliency", "occlusion", "cam", "gradcam", "guided")
 SHAPES_SIZE = 64
-REPO = Path(__file__).resolve().parent.parent
 
 
 class UserError(Exception):
@@ -146,7 +145,7 @@ def load_imagenet_model(name, weights=None):
     if weights is None:
         weights = models.weights_cache_dir() / f"{name}.npz"
         if not weights.is_file():
-            raise UserError(f"no {name} weights at {weights}: get them with `python scripts/fetch_weights.py {name}` "
+            raise UserError(f"no {name} weights at {weights}: get them with `python -m minicnn.recipes.fetch_weights {name}` "
                             f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
                             "(.pth, .safetensors, .npz or Keras .h5)")
     state = read_weight_file(weights)
@@ -390,22 +389,16 @@ def imagenet_subject(args, tour):
     return tour.imagenet_subject(args.model, net, np.concatenate(inputs), np.concatenate(displays), mode, budget)
 
 
-def script_command(script, argv, program):
-    """Run scripts/<script>'s main(argv) from the source checkout, as `program`."""
-    path = REPO / "scripts" / script
-    if not path.is_file():
-        raise UserError(f"{program} runs {path}, which is not there: it needs a source checkout of minicnn "
-                        "(git clone, then pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"minicnn_scripts_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def recipe_command(recipe, argv, program):
+    """Run minicnn.recipes.<recipe>'s main(argv), its usage lines calling it `program`."""
+    module = importlib.import_module(f"minicnn.recipes.{recipe}")
     with program_name(program):
         return module.main(argv) or 0
 
 
 @contextlib.contextmanager
 def program_name(name):
-    """Let the script's argparse call itself `name` in its usage lines."""
+    """Let the recipe's argparse call itself `name` in its usage lines."""
     saved = sys.argv[0]
     sys.argv[0] = name
     try:
@@ -435,7 +428,7 @@ def build_parser():
     tour.add_argument("--model", choices=MODELS, default="shapes", help="which network (default: %(default)s)")
     tour.add_argument("--weights", metavar="FILE", help="shapes: a folder with shapes_cam.npz/shapes_vgg.npz and their "
                       ".json cards, or one .npz; alexnet/vgg16: any weight file minicnn reads (.pth, .safetensors, "
-                      ".npz, Keras .h5; default: the cache of scripts/fetch_weights.py)")
+                      ".npz, Keras .h5; default: the cache of `python -m minicnn.recipes.fetch_weights`)")
     tour.add_argument("--images", nargs="+", metavar="FILE", help="your images (alexnet/vgg16 only)")
     tour.add_argument("--fast", action="store_true", help="a tiny tour (few images, few steps), for tests")
     tour.add_argument("--quiet", action="store_true", help="no progress output")
@@ -457,13 +450,13 @@ def build_parser():
     explain.set_defaults(run=explain_command)
 
     train = commands.add_parser(
-        "train", help="train the shapes models (runs scripts/train_shapes.py)",
-        description="`minicnn train shapes [options]` runs scripts/train_shapes.py with those options; "
+        "train", help="train the shapes models (minicnn.recipes.train_shapes)",
+        description="`minicnn train shapes [options]` runs minicnn.recipes.train_shapes with those options; "
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (runs scripts/bench.py)",
-        description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
+        "bench", help="time minicnn against PyTorch (minicnn.recipes.bench)",
+        description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
     return parser
@@ -474,9 +467,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["bench"]:
-            return script_command("bench.py", argv[1:], "minicnn bench")
+            return recipe_command("bench", argv[1:], "minicnn bench")
         if argv[:2] == ["train", "shapes"]:
-            return script_command("train_shapes.py", argv[2:], "minicnn train shapes")
+            return recipe_command("train_shapes", argv[2:], "minicnn train shapes")
         args = build_parser().parse_args(argv)
         args.run(args)
         return 0

@@ -27,7 +27,7 @@ Our small models, for 64x64 RGB images of the shapes dataset (minicnn.data, 10 c
                     architecture class activation maps (CAM) need
     shapes_vgg()    conv-relu-conv-relu-maxpool blocks, then fully-connected layers: for
                     DeconvNet, dataset search, saliency, nearest neighbours and t-SNE
-    load_pretrained("shapes_cam")   the weights trained by scripts/train_shapes.py, checksum verified
+    load_pretrained("shapes_cam")   the weights trained by minicnn/recipes/train_shapes.py, checksum verified
 """
 import hashlib
 import json
@@ -293,7 +293,7 @@ def imagenet_model_from_state(name, state, source="state"):
 
 
 def weights_cache_dir():
-    """Where scripts/fetch_weights.py keeps converted ImageNet weights: $MINICNN_CACHE or ~/.cache/minicnn."""
+    """Where minicnn/recipes/fetch_weights.py keeps converted ImageNet weights: $MINICNN_CACHE or ~/.cache/minicnn."""
     return Path(os.environ.get("MINICNN_CACHE") or Path.home() / ".cache" / "minicnn")
 
 
@@ -302,7 +302,7 @@ def load_imagenet_model(name, weights_path=None):
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
     .safetensors, .npz or Keras' VGG16 .h5; None: <weights_cache_dir()>/<name>.npz, the file
-    scripts/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
+    minicnn/recipes/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
     such weights raises minicnn.weights.WeightFileError (unreadable) or ValueError (keys or shapes).
     """
     _check_imagenet_name(name)
@@ -310,7 +310,7 @@ def load_imagenet_model(name, weights_path=None):
         weights_path = weights_cache_dir() / f"{name}.npz"
         if not weights_path.is_file():
             raise FileNotFoundError(f"{weights_path} not found: get {name}'s ImageNet weights with "
-                                    f"`python scripts/fetch_weights.py {name}`, or pass weights_path=")
+                                    f"`python -m minicnn.recipes.fetch_weights {name}`, or pass weights_path=")
     return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
 
 
@@ -418,7 +418,7 @@ def _expected_sha256(card_path, weights_path):
 
 
 def load_pretrained(name, weights_dir=None):
-    """A shapes model with the weights trained by scripts/train_shapes.py, ready to use (eval mode).
+    """A shapes model with the weights trained by minicnn/recipes/train_shapes.py, ready to use (eval mode).
 
     name: "shapes_cam" or "shapes_vgg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
     another folder holding <name>.npz and its model card <name>.json, or the .npz file itself.
@@ -427,7 +427,7 @@ def load_pretrained(name, weights_dir=None):
     if name not in PRETRAINED:
         raise ValueError(f"name must be one of {list(PRETRAINED)}, got {name!r}")
     weights_path, card_path = _pretrained_paths(name, weights_dir)
-    retrain = "re-create it with `python scripts/train_shapes.py` (or pass weights_dir=)"
+    retrain = "re-create it with `python -m minicnn.recipes.train_shapes` (or pass weights_dir=)"
     for path in (weights_path, card_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {retrain}")

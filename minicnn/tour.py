@@ -30,7 +30,7 @@ from .layers import Dropout, Linear, MaxPool2d, ReLU
 from .network import Network
 from .viz import pointing
 
-HELD_OUT_SEED = 12345       # a shapes dataset seed never used for training (as in scripts/pointing_game.py)
+HELD_OUT_SEED = 12345       # a shapes dataset seed never used for training (as in minicnn/recipes/pointing_game.py)
 DISTRACTOR_PROBABILITY = 0.5  # as in the training set: half the images have a distractor shape
 
 
@@ -587,7 +587,7 @@ def pointing_section(tour):
     subject = tour.subject
     if subject.masks is None:
         raise Skipped("the pointing game needs object masks, which only the shapes dataset has; "
-                      "see the README's table (scripts/pointing_game.py) for the shapes models")
+                      "see the README's table (minicnn/recipes/pointing_game.py) for the shapes models")
     methods = ["saliency", "SmoothGrad", "guided backprop", "occlusion"] + cam_methods(subject)
     n = len(subject.images)
     rows = []
@@ -606,7 +606,7 @@ def pointing_section(tour):
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
               f"(mask grown by {pointing.TOLERANCE} px). Half of these images have a distractor shape, which "
-              "also moves the centre baseline; the README's table (python scripts/pointing_game.py --n 3000) "
+              "also moves the centre baseline; the README's table (python -m minicnn.recipes.pointing_game --n 3000) "
               "uses 3000 images without distractors and 12 SmoothGrad copies, so its numbers differ."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "
@@ -853,7 +853,7 @@ SECTIONS = [
     ("occlusion", "Occlusion", "06_saliency_and_occlusion.py", occlusion_section),
     ("cam", "CAM and Grad-CAM", "07_class_activation_maps.py", cam_section),
     ("guided", "Guided backpropagation", "06_saliency_and_occlusion.py", guided_section),
-    ("pointing", "Pointing game", "scripts/pointing_game.py (the README's table)", pointing_section),
+    ("pointing", "Pointing game", "minicnn/recipes/pointing_game.py (the README's table)", pointing_section),
     ("ascent", "Gradient ascent: class models", "08_gradient_ascent.py", class_models_section),
     ("search", "Dataset search and DeconvNet", "09_dataset_search_and_deconvnet.py", search_section),
     ("neighbours", "Nearest neighbours", "12_embeddings.py", neighbours_section),

@@ -1,6 +1,6 @@
 """Models: AlexNet and VGG16 in torchvision's layout against torch, weight files torch wrote read by
 minicnn in a process where torch cannot be imported, the shapes models and their checksummed
-weights, ImageNet preprocessing against torch's interpolate, and scripts/fetch_weights.py.
+weights, ImageNet preprocessing against torch's interpolate, and minicnn/recipes/fetch_weights.py.
 
 torch is only the oracle: the networks are built in torch BY HAND (nn.Sequential with torchvision's
 layout, so the keys are torchvision's "features.0.weight"), given random weights, saved with
@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import REPO
+
 from minicnn import models
 from minicnn.imagenet import (
     CAFFE_BGR_MEAN, IMAGENET_CLASSES, IMAGENET_WNIDS, center_crop, denormalize, normalize, preprocess,
@@ -34,7 +36,6 @@ except ImportError:  # the torch tests are skipped; the rest run
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is the oracle of these tests")
-REPO = Path(__file__).resolve().parent.parent
 FETCH_SCRIPT = REPO / "scripts" / "fetch_weights.py"
 RELATIVE_TOLERANCE = 1e-4
 
@@ -441,7 +442,7 @@ def test_imagenet_classes_and_top5():
 
 
 # ----------------------------------------------------------------------------------------------
-# scripts/fetch_weights.py
+# minicnn/recipes/fetch_weights.py
 # ----------------------------------------------------------------------------------------------
 
 def load_fetch_script():

@@ -1,9 +1,10 @@
 """The README's Python example runs as written, and every shape its comments state is the shape the
 variable really has (the example once called backward after a partial forward pass and crashed)."""
 import re
-from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from helpers import REPO
+
+README = REPO / "README.md"
 
 
 def python_blocks():

@@ -1,7 +1,7 @@
 """Get torchvision's ImageNet weights for AlexNet or VGG16 and convert them to minicnn's .npz.
 
-    python scripts/fetch_weights.py vgg16                    # download (where the internet is reachable)
-    python scripts/fetch_weights.py vgg16 --from FILE.pth    # convert a file you already have
+    python -m minicnn.recipes.fetch_weights vgg16                    # download (where the internet is reachable)
+    python -m minicnn.recipes.fetch_weights vgg16 --from FILE.pth    # convert a file you already have
 
 The official file is downloaded into the cache ($MINICNN_CACHE, or ~/.cache/minicnn), its SHA-256
 is checked against the 8 hex digits in its name ("vgg16-397923af.pth": the digest starts with
@@ -57,7 +57,7 @@ def download(name, url, target, timeout=30):
         reason = getattr(error, "reason", error)
         raise FetchError(
             f"cannot download {url} ({reason}): no internet here? If you have {target.name} already, "
-            f"convert it with `python scripts/fetch_weights.py {name} --from /path/to/{target.name}` "
+            f"convert it with `python -m minicnn.recipes.fetch_weights {name} --from /path/to/{target.name}` "
             f"or copy it to {target} and run this again") from error
     partial.replace(target)
 

@@ -1,7 +1,7 @@
 """Measure retrained shapes_vgg networks on VALIDATION images, by what issue 5 asks of the shipped one.
 
-    python scripts/train_shapes.py --model shapes_vgg --seed 3 --out runs/seed3    # one per init seed
-    python scripts/select_shapes_vgg.py runs/seed*                                # this table
+    python -m minicnn.recipes.train_shapes --model shapes_vgg --seed 3 --out runs/seed3    # one per init seed
+    python -m minicnn.recipes.select_shapes_vgg runs/seed*                                # this table
 
 Each folder holds a shapes_vgg.npz and its model card (load_pretrained checks the SHA-256). For each
 network, on images no test, lesson or README table uses (make_shapes seeds VALIDATION_SEED and
@@ -26,22 +26,19 @@ tests/test_select_shapes_vgg.py checks the bar and one row on a small budget.
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from minicnn import ops  # noqa: E402
-from minicnn.data import CLASS_NAMES, iter_shapes  # noqa: E402
-from minicnn.models import load_pretrained  # noqa: E402
-from minicnn.viz.ascent import class_model  # noqa: E402
-from minicnn.viz.attribution import occlusion  # noqa: E402
-from minicnn.viz.cam import grad_cam  # noqa: E402
-from minicnn.viz.dissection import dissect  # noqa: E402
-from minicnn.viz.pointing import pointing_hits  # noqa: E402
+from minicnn import ops
+from minicnn.data import CLASS_NAMES, iter_shapes
+from minicnn.models import load_pretrained
+from minicnn.viz.ascent import class_model
+from minicnn.viz.attribution import occlusion
+from minicnn.viz.cam import grad_cam
+from minicnn.viz.dissection import dissect
+from minicnn.viz.pointing import pointing_hits
 
 VALIDATION_SEED = 2718
 LAYER = "relu3_2"

@@ -1,6 +1,6 @@
 """How long the Numba kernels take to compile, and how long a second process waits for them.
 
-    python scripts/compile_time.py
+    python -m minicnn.recipes.compile_time
 
 Runs two fresh Python processes that share one empty, temporary Numba cache directory:
   1. the first finds no cache: it compiles every kernel of minicnn.kernels on its first call
@@ -17,14 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def first_calls():
     """In the child process: import the kernels, call each one once per dtype, time every step."""
-    sys.path.insert(0, str(ROOT))
     import numpy as np
 
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -63,14 +58,16 @@ def run_child(cache_dir):
     """Run this script as a child process with the given Numba cache; return (timings, wall time)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "minicnn.recipes.compile_time", "--child"], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"child process failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1]), wall
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(prog="python -m minicnn.recipes.compile_time", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="minicnn-numba-cache-") as cache_dir:
         cold, cold_wall = run_child(cache_dir)
         warm, warm_wall = run_child(cache_dir)
@@ -87,5 +84,4 @@ if __name__ == "__main__":
     if "--child" in sys.argv:
         first_calls()
     else:
-        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
         main()

@@ -1,8 +1,8 @@
 """Train the shapes models with minicnn's own trainer and write the weights and their model cards.
 
-    python scripts/train_shapes.py                          # both models, the shipped settings
-    python scripts/train_shapes.py --model shapes_cam --epochs 2 --train-size 2000 --out /tmp/w
-    python scripts/train_shapes.py --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
+    python -m minicnn.recipes.train_shapes                          # both models, the shipped settings
+    python -m minicnn.recipes.train_shapes --model shapes_cam --epochs 2 --train-size 2000 --out /tmp/w
+    python -m minicnn.recipes.train_shapes --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
 
 For each model: generate the training set (data seed --data-seed) and a held-out test set (another
 seed), train with Adam and a cosine learning-rate decay (after a linear warm-up, for shapes_vgg),
@@ -29,7 +29,6 @@ import minicnn
 from minicnn import data, models
 from minicnn.train import Adam, accuracy, minibatches, train_epoch
 
-REPO = Path(__file__).resolve().parent.parent
 NOTES_MARKER = "<!-- hand-written notes: train_shapes.py keeps everything below this line -->"
 TEST_SEED_OFFSET = 1000  # the held-out set uses data seed + 1000: never seen in training
 REPRODUCE_TOLERANCE = 0.005  # a re-run's test accuracy must be within this of the card it is compared to
@@ -103,7 +102,7 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
                                  for key in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
         "test_accuracy": history[-1]["test_accuracy"],
         "history": history,
-        "reproduce": f"python scripts/train_shapes.py --model {name} " + " ".join(
+        "reproduce": f"python -m minicnn.recipes.train_shapes --model {name} " + " ".join(
             f"--{key.replace('_', '-')} {value}" for key, value in sorted(vars(args).items())
             if key not in ("model", "out")),
         "minicnn_version": minicnn.__version__,
@@ -134,7 +133,7 @@ def write_readme(out):
     text = "\n".join([
         "# Shipped weights",
         "",
-        "Trained by minicnn itself with `scripts/train_shapes.py` on the generated shapes dataset",
+        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` on the generated shapes dataset",
         "(`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
         "architecture, data seeds, optimizer, per-epoch history, the exact command that reproduces it, and",
         "the SHA-256 that `minicnn.models.load_pretrained` checks before loading.",
@@ -192,8 +191,9 @@ def main(argv=None):
                         help="linear learning-rate warm-up over this many steps (0: none); default: per model, "
                              "see MODEL_DEFAULTS")
     parser.add_argument("--data-seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=REPO / "weights",
-                        help="folder for the .npz files, model cards and README.md (default: the shipped weights/)")
+    parser.add_argument("--out", type=Path, default=Path("weights"),
+                        help="folder for the .npz files, model cards and README.md (default: ./weights, the "
+                             "shipped weights when run from the repository's root)")
     parser.add_argument("--overwrite", action="store_true", help="replace model files that are already in --out")
     parser.add_argument("--compare-to", type=Path, default=None,
                         help="a folder of model cards (e.g. weights) whose test accuracy the run must reproduce")

@@ -1,9 +1,9 @@
 """The pointing game on held-out shapes images: does each method's map point at the object?
 
-    python scripts/pointing_game.py --n 3000             # the README's tables (default 500 images)
-    python scripts/pointing_game.py --n 20               # a quick run
-    python scripts/pointing_game.py --out results.md     # also write the Markdown table to a file
-    python scripts/pointing_game.py --random             # untrained weights (numbers will be low)
+    python -m minicnn.recipes.pointing_game --n 3000             # the README's tables (default 500 images)
+    python -m minicnn.recipes.pointing_game --n 20               # a quick run
+    python -m minicnn.recipes.pointing_game --out results.md     # also write the Markdown table to a file
+    python -m minicnn.recipes.pointing_game --random             # untrained weights (numbers will be low)
 
 For every image and method we take the map for the TRUE class and score it with
 minicnn.viz.pointing: a hit when the map's maximum lies inside the object's mask dilated by 2 px
@@ -23,14 +23,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import binomtest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from minicnn.data import CLASS_NAMES, iter_shapes  # noqa: E402
-from minicnn.models import load_pretrained, shapes_cam, shapes_vgg  # noqa: E402
-from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa: E402
-from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
-from minicnn.viz.search import deconvnet  # noqa: E402
-from minicnn.viz.pointing import TOLERANCE, centre_maps, pointed_pixel, pointing_hits  # noqa: E402
+from minicnn.data import CLASS_NAMES, iter_shapes
+from minicnn.models import load_pretrained, shapes_cam, shapes_vgg
+from minicnn.viz.attribution import guided_backprop, occlusion, saliency
+from minicnn.viz.cam import cam, grad_cam, last_conv_layer
+from minicnn.viz.search import deconvnet
+from minicnn.viz.pointing import TOLERANCE, centre_maps, pointed_pixel, pointing_hits
 
 HELD_OUT_SEED = 12345
 

@@ -6,11 +6,11 @@ Each runs in a subprocess, as a student would run it, with `--out` a temporary f
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 LESSONS = sorted((REPO / "lessons").glob("[0-9]*.py"))
 TIMEOUT_SECONDS = 300  # generous: two shared cores, and a first run may compile the Numba kernels
 

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import REPO
+
 from minicnn import cli, data, models
 from minicnn.train import Adam, fit
 
-REPO = Path(__file__).resolve().parents[1]
 SECTION_TITLES = [
     "Convolution is a matrix", "First-layer filters", "Saliency and SmoothGrad", "Occlusion", "CAM and Grad-CAM",
     "Guided backpropagation", "Pointing game", "Gradient ascent: class models", "Dataset search and DeconvNet",
@@ -203,7 +204,7 @@ BAD_INPUTS = {
     "shapes weights for alexnet": (["explain", "{images}/shape.png", "--model", "alexnet", "--weights", "{wrong}"],
                                    "missing keys: ['features.0.weight'"),
     "no ImageNet weights in the cache": (["explain", "{images}/shape.png", "--model", "vgg16"],
-                                         "scripts/fetch_weights.py vgg16"),
+                                         "minicnn/recipes/fetch_weights.py vgg16"),
     "cam asked of a network without GAP": (["explain", "{images}/shape.png", "--weights", "{vgg}", "--methods",
                                             "cam"], "use gradcam"),
     "a weight file that is not one": (["explain", "{images}/shape.png", "--weights", "{images}/text.png"],
