@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .io.images import CONVERTIBLE_MODES, image_mode, load_image, resize
+
 MODELS = ("shapes", "alexnet", "vgg16")
 METHODS = ("saliency", "occlusion", "cam", "gradcam", "guided")
 SHAPES_SIZE = 64
@@ -35,33 +37,23 @@ class UserError(Exception):
 
 
 def read_image(path):
-    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]), by data.load_image.
+    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]), by io.images.load_image.
 
     Greyscale, palette, RGBA and the like are converted to RGB, with a note; anything that is not an
     image Pillow can read, or a 16/32-bit image (no faithful 8-bit RGB), is a UserError.
     """
-    from . import data
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"image {path} not found")
     if not path.is_file():
         raise UserError(f"{path} is not a file")
     try:
-        image = data.load_image(path)
+        image = load_image(path)
     except ValueError as error:
         raise UserError(str(error)) from None
-    mode = data.image_mode(path)
-    notes = [] if mode == "RGB" else [f"{path.name} is {data.CONVERTIBLE_MODES[mode]}: converted to RGB"]
+    mode = image_mode(path)
+    notes = [] if mode == "RGB" else [f"{path.name} is {CONVERTIBLE_MODES[mode]}: converted to RGB"]
     return image, notes
-
-
-def resize_image(image, size):
-    """Bilinear resize of a (3, H, W) float image to (3, size, size) (the aspect ratio is not kept)."""
-    from PIL import Image
-
-    channels = [Image.fromarray(channel).resize((size, size), Image.Resampling.BILINEAR) for channel in image]
-    return np.clip(np.stack([np.asarray(channel, dtype=np.float32) for channel in channels]), 0, 1)
 
 
 def shapes_input(image, path):
@@ -70,7 +62,7 @@ def shapes_input(image, path):
         return image[None], []
     note = (f"{Path(path).name} is {image.shape[2]}x{image.shape[1]}: resized to {SHAPES_SIZE}x{SHAPES_SIZE} "
             "for the shapes models (aspect ratio not kept)")
-    return resize_image(image, SHAPES_SIZE)[None], [note]
+    return np.clip(resize(image, (SHAPES_SIZE, SHAPES_SIZE)), 0, 1)[None], [note]
 
 
 def imagenet_input(image, mode):
@@ -260,7 +252,7 @@ def prepare_shapes(args, image):
 
 
 def prepare_imagenet(args, image):
-    from .tour import class_names_for
+    from .imagenet import class_names_for
 
     box = occlusion_box(args, (48, 16), 224)
     notes = imagenet_notes(Path(args.image).name, image.shape[1:])

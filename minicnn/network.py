@@ -16,10 +16,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from .checks import check_array, check_choice, check_finite
+from .im2col import RELU_RULES
 from .layers import Layer
 from .weights import load_weights, save_weights
-
-RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
 class Network:
@@ -53,6 +52,17 @@ class Network:
         if name not in self.layers:
             raise KeyError(f"unknown layer {name!r}; valid layer names are {self.names}")
         return self.names.index(name)
+
+    def spatial_layers(self):
+        """Names of the layers whose outputs are still maps of positions (N, C, h, w), each position with
+        a receptive field: every layer before the first one that mixes all positions (geometry None:
+        Flatten, Linear, global or adaptive pooling). Dataset search, CAM and dissection work on these."""
+        names = []
+        for name in self.names:
+            if self.layers[name].geometry is None:
+                break
+            names.append(name)
+        return names
 
     def reset_parameters(self, seed):
         """Re-draw all parameters, layer by layer, from np.random.default_rng(seed)."""

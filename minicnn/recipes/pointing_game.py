@@ -12,7 +12,7 @@ always points at the image centre.
 
 Models: CAM needs a GAP + linear head, so it runs on shapes_cam; every other method runs on
 shapes_vgg; Grad-CAM runs on both, at the ReLU after the last conv layer of each.
-Images: make_shapes(n, seed=12345), a seed never used for training.
+Images: make_shapes(n, seed=HELD_OUT_SEED), a seed never used for training.
 """
 import argparse
 import sys
@@ -23,14 +23,13 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import binomtest
 
-from minicnn.data import CLASS_NAMES, iter_shapes
+from minicnn.data import CLASS_NAMES, HELD_OUT_SEED, iter_shapes
 from minicnn.models import load_pretrained, shapes_cam, shapes_vgg
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer
 from minicnn.viz.search import deconvnet
 from minicnn.viz.pointing import TOLERANCE, centre_maps, pointed_pixel, pointing_hits
 
-HELD_OUT_SEED = 12345
 
 
 def parse_args(argv=None):

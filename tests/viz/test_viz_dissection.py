@@ -230,7 +230,7 @@ def shapes_vgg_dissection():
     from minicnn.models import load_pretrained
 
     net = load_pretrained("shapes_vgg")
-    return dissect(net, lambda: data.iter_shapes(600, seed=12345, batch_size=50), "relu3_2", progress=False)
+    return dissect(net, lambda: data.iter_shapes(600, seed=data.HELD_OUT_SEED, batch_size=50), "relu3_2", progress=False)
 
 
 def test_dissect_shapes_vgg_finds_a_detector_for_every_shape_class(shapes_vgg_dissection):

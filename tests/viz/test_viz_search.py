@@ -22,7 +22,6 @@ from minicnn.viz.filters import filters_grid, min_max_per_filter
 from minicnn.viz.search import (
     deconvnet,
     max_activation_seed,
-    spatial_layers,
     top_patches,
     top_patches_for_channels,
 )
@@ -321,7 +320,7 @@ def test_deconvnet_equals_the_same_rules_written_in_torch(seed, case):
 
 def test_clear_errors_for_bad_layers_channels_and_images():
     net, x = small_net(9), images(9, 4)
-    valid = spatial_layers(net)
+    valid = net.spatial_layers()
     assert valid == ["conv1", "relu1", "pool1", "conv2", "relu2"]
     with pytest.raises(KeyError, match=r"unknown layer 'conv9'.*'relu2'"):
         top_patches(net, x, "conv9", 0, progress=False)
