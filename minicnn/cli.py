@@ -130,16 +130,15 @@ def pretrained(name, folder):
         raise UserError(str(error)) from None
 
 
-def load_imagenet_model(name, weights=None):
-    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe")."""
+def imagenet_model_and_mode(name, weights=None):
+    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe"): the file
+    models.imagenet_weights_file names, read as models.load_imagenet_model reads it, mistakes as UserErrors."""
     from . import models
 
-    if weights is None:
-        weights = models.weights_cache_dir() / f"{name}.npz"
-        if not weights.is_file():
-            raise UserError(f"no {name} weights at {weights}: get them with `python -m minicnn.recipes.fetch_weights {name}` "
-                            f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
-                            "(.pth, .safetensors, .npz or Keras .h5)")
+    try:
+        weights = models.imagenet_weights_file(name, weights)
+    except FileNotFoundError as error:
+        raise UserError(f"no {name} weights: {error}") from None
     state = read_weight_file(weights)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     try:
@@ -256,7 +255,7 @@ def prepare_imagenet(args, image):
 
     box = occlusion_box(args, (48, 16), 224)
     notes = imagenet_notes(Path(args.image).name, image.shape[1:])
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     x, display = imagenet_input(image, mode)
     names = class_names_for(net[net.names[-1]].params["bias"].shape[0])
     return Prepared(args.model, net, None, x, display, names, box, notes)
@@ -368,7 +367,7 @@ def tour_command(args):
 def imagenet_subject(args, tour):
     if not args.images:
         raise UserError(f"--model {args.model} needs your own images: --images FILE [FILE ...]")
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     inputs, displays = [], []
     for path in args.images:
         image, notes = read_image(path)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import state_problems
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from .network import Network
 from .weights import WeightFileError, keras_flatten_to_channels_first, load_weights
@@ -247,18 +248,7 @@ def _conv_indices(channels):
 def _layout_problems(net, state):
     """Missing, unexpected and shape-mismatched keys between `state` (torchvision names) and net."""
     expected = {key: value.shape for key, value in minicnn_to_torchvision(net.named_parameters()).items()}
-    problems = []
-    mismatched = [f"{key}: file {tuple(np.shape(state[key]))} vs network {shape}"
-                  for key, shape in expected.items() if key in state and tuple(np.shape(state[key])) != shape]
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if missing:
-        problems.append(f"missing keys: {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys: {unexpected[:20]}" + (" ..." if len(unexpected) > 20 else ""))
-    return problems
+    return state_problems(expected, state)
 
 
 def _check_imagenet_name(name):
@@ -297,20 +287,29 @@ def weights_cache_dir():
     return Path(os.environ.get("MINICNN_CACHE") or Path.home() / ".cache" / "minicnn")
 
 
+def imagenet_weights_file(name, weights_path=None):
+    """The weight file to load for `name`: weights_path, or <weights_cache_dir()>/<name>.npz (the file
+    `python -m minicnn.recipes.fetch_weights NAME` writes), which must exist."""
+    _check_imagenet_name(name)
+    if weights_path is not None:
+        return Path(weights_path)
+    cached = weights_cache_dir() / f"{name}.npz"
+    if not cached.is_file():
+        raise FileNotFoundError(f"{cached} not found: get {name}'s ImageNet weights with "
+                                f"`python -m minicnn.recipes.fetch_weights {name}` (or `--from FILE.pth` to convert "
+                                "a file you have), or pass a weight file (.pth, .safetensors, .npz or Keras .h5)")
+    return cached
+
+
 def load_imagenet_model(name, weights_path=None):
     """AlexNet or VGG16 with the weights of any file minicnn.weights.load_weights reads.
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
-    .safetensors, .npz or Keras' VGG16 .h5; None: <weights_cache_dir()>/<name>.npz, the file
-    minicnn/recipes/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
-    such weights raises minicnn.weights.WeightFileError (unreadable) or ValueError (keys or shapes).
+    .safetensors, .npz or Keras' VGG16 .h5; None: the cached file (imagenet_weights_file). Returns the
+    Network in eval mode, float32. A file that is not such weights raises minicnn.weights.WeightFileError
+    (unreadable) or ValueError (keys or shapes).
     """
-    _check_imagenet_name(name)
-    if weights_path is None:
-        weights_path = weights_cache_dir() / f"{name}.npz"
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"{weights_path} not found: get {name}'s ImageNet weights with "
-                                    f"`python -m minicnn.recipes.fetch_weights {name}`, or pass weights_path=")
+    weights_path = imagenet_weights_file(name, weights_path)
     return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
 
 
