@@ -3,7 +3,7 @@
 ImageNet networks (random weights until you load a file):
 
     net = alexnet(seed=0)                                 # or vgg16(seed=0)
-    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.weights reads
+    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.io.load_weights reads
 
 Layer names. torchvision keeps AlexNet's layers in two sequences, `features` and `classifier`, so
 its parameters are called "features.0.weight", "classifier.6.bias". A minicnn layer name cannot
@@ -40,7 +40,7 @@ import numpy as np
 
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from .network import Network
-from .weights import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -204,13 +204,13 @@ def minicnn_to_torchvision(state):
 
 
 # Keras' VGG16 (keras.applications) names its layers block1_conv1 ... block5_conv3, fc1, fc2,
-# predictions. minicnn.weights already turns its kernels into PyTorch's (out, in, kh, kw).
+# predictions. minicnn.io already turns its kernels into PyTorch's (out, in, kh, kw).
 _KERAS_VGG16_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
 _KERAS_VGG16_DENSE = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 
 
 def keras_vgg16_to_torchvision(state):
-    """Keras VGG16 weights (as minicnn.weights.load_weights returns them) -> torchvision's names.
+    """Keras VGG16 weights (as minicnn.io.load_weights returns them) -> torchvision's names.
 
     Keras flattens the last feature map channels-last (7, 7, 512); fc1's columns are reordered for
     minicnn's channels-first flatten. Keras' VGG16 has no average pool: at 224x224 the feature map
@@ -298,12 +298,12 @@ def weights_cache_dir():
 
 
 def load_imagenet_model(name, weights_path=None):
-    """AlexNet or VGG16 with the weights of any file minicnn.weights.load_weights reads.
+    """AlexNet or VGG16 with the weights of any file minicnn.io.load_weights reads.
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
     .safetensors, .npz or Keras' VGG16 .h5; None: <weights_cache_dir()>/<name>.npz, the file
     scripts/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
-    such weights raises minicnn.weights.WeightFileError (unreadable) or ValueError (keys or shapes).
+    such weights raises minicnn.io.WeightFileError (unreadable) or ValueError (keys or shapes).
     """
     _check_imagenet_name(name)
     if weights_path is None:
