@@ -78,8 +78,8 @@ def imagenet_input(image, mode):
 
 
 def read_weight_file(path):
-    """{name: array} from any file minicnn.weights reads, or a UserError saying what is wrong."""
-    from .weights import WeightFileError, load_weights
+    """{name: array} from any file minicnn.io.load_weights reads, or a UserError saying what is wrong."""
+    from .io import WeightFileError, load_weights
 
     path = Path(path)
     if not path.is_file():
@@ -117,7 +117,7 @@ def load_shapes_models(weights=None):
 def pretrained(name, folder):
     """models.load_pretrained(name, folder) with its errors turned into one-line advice."""
     from . import models
-    from .weights import WeightFileError
+    from .io import WeightFileError
 
     where = Path(folder) if folder is not None else models.shipped_weights_dir()
     try:

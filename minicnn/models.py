@@ -3,7 +3,7 @@
 ImageNet networks (random weights until you load a file):
 
     net = alexnet(seed=0)                                 # or vgg16(seed=0)
-    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.weights reads
+    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.io.load_weights reads
 
 Layer names. torchvision keeps AlexNet's layers in two sequences, `features` and `classifier`, so
 its parameters are called "features.0.weight", "classifier.6.bias". A minicnn layer name cannot
@@ -41,7 +41,7 @@ import numpy as np
 from .checks import state_problems
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from .network import Network
-from .weights import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -205,13 +205,13 @@ def minicnn_to_torchvision(state):
 
 
 # Keras' VGG16 (keras.applications) names its layers block1_conv1 ... block5_conv3, fc1, fc2,
-# predictions. minicnn.weights already turns its kernels into PyTorch's (out, in, kh, kw).
+# predictions. minicnn.io already turns its kernels into PyTorch's (out, in, kh, kw).
 _KERAS_VGG16_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
 _KERAS_VGG16_DENSE = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 
 
 def keras_vgg16_to_torchvision(state):
-    """Keras VGG16 weights (as minicnn.weights.load_weights returns them) -> torchvision's names.
+    """Keras VGG16 weights (as minicnn.io.load_weights returns them) -> torchvision's names.
 
     Keras flattens the last feature map channels-last (7, 7, 512); fc1's columns are reordered for
     minicnn's channels-first flatten. Keras' VGG16 has no average pool: at 224x224 the feature map
@@ -302,11 +302,11 @@ def imagenet_weights_file(name, weights_path=None):
 
 
 def load_imagenet_model(name, weights_path=None):
-    """AlexNet or VGG16 with the weights of any file minicnn.weights.load_weights reads.
+    """AlexNet or VGG16 with the weights of any file minicnn.io.load_weights reads.
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
     .safetensors, .npz or Keras' VGG16 .h5; None: the cached file (imagenet_weights_file). Returns the
-    Network in eval mode, float32. A file that is not such weights raises minicnn.weights.WeightFileError
+    Network in eval mode, float32. A file that is not such weights raises minicnn.io.WeightFileError
     (unreadable) or ValueError (keys or shapes).
     """
     weights_path = imagenet_weights_file(name, weights_path)

@@ -18,7 +18,6 @@ import numpy as np
 from .checks import check_array, check_choice, check_finite, state_problems
 from .im2col import RELU_RULES
 from .layers import Layer
-from .weights import load_weights, save_weights
 
 
 class Network:
@@ -226,11 +225,3 @@ class Network:
         with np.errstate(over="ignore"):  # an overflow is reported just below, as an error
             converted = check_finite(value, key).astype(dtype)
         return check_finite(converted, f"{key} converted to {dtype}")
-
-    def save(self, path):
-        """Save the parameters to an .npz (or .safetensors) file: plain arrays, no pickle."""
-        save_weights(path, self.state_dict())
-
-    def load(self, path):
-        """Load parameters from any file minicnn.weights.load_weights reads; nothing in it is executed."""
-        return self.load_state_dict(load_weights(path))

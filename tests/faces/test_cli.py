@@ -18,6 +18,7 @@ from PIL import Image
 from helpers import REPO
 
 from minicnn import cli, data, models
+from minicnn.io import save_weights
 from minicnn.io.images import save_image
 from minicnn.train import Adam, fit
 
@@ -39,7 +40,7 @@ def write_tiny_weights(folder):
         net = models.PRETRAINED[name](seed=0)
         fit(net, Adam(net, lr=1e-3), batch.images, batch.labels, epochs=1, batch_size=32, progress=False)
         path = folder / f"{name}.npz"
-        net.save(path)
+        save_weights(path, net.state_dict())
         path.with_suffix(".json").write_text(json.dumps({"model": name, "sha256": models.sha256_of_file(path)}))
 
 

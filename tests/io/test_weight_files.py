@@ -1,4 +1,4 @@
-"""Tests for minicnn.weights: reading PyTorch/safetensors/npz/Keras files safely, writing npz/safetensors.
+"""Tests for minicnn.io: reading PyTorch/safetensors/npz/Keras files safely, writing npz/safetensors.
 
 torch is only the oracle: the files it writes are read by minicnn in a subprocess where
 `import torch` fails. Tests that need no torch (hand-built files, safetensors, npz, Keras) run
@@ -17,12 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import weight_file_makers as wf
 
-import weight_files as wf
-from minicnn import weights
-from minicnn.weights import WeightFileError, keras_flatten_to_channels_first, load_weights, save_weights
+from minicnn.io import (
+    WeightFileError,
+    keras_flatten_to_channels_first,
+    limits,
+    load_weights,
+    pickle_scan,
+    pytorch,
+    save_weights,
+)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -34,7 +41,7 @@ import json, sys
 sys.modules["torch"] = None          # from here on, "import torch" raises ImportError
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from minicnn.weights import load_weights
+from minicnn.io import load_weights
 for source, target in json.loads(sys.argv[2]):
     np.savez(target, **load_weights(source))
 try:
@@ -199,8 +206,8 @@ def test_shared_storage_is_read_once(tmp_path, monkeypatch):
     })
     path = wf.write_torch_zip(tmp_path / "s.pt", data_pkl, {"0": wf.float32_bytes(range(6))})
     calls = []
-    real = weights.bytes_to_array
-    monkeypatch.setattr(weights, "bytes_to_array", lambda *args: calls.append(args) or real(*args))
+    real = pytorch.bytes_to_array
+    monkeypatch.setattr(pytorch, "bytes_to_array", lambda *args: calls.append(args) or real(*args))
     state = load_weights(path)
     assert len(calls) == 1
     np.testing.assert_array_equal(state["a"], [[0, 1, 2], [3, 4, 5]])
@@ -310,9 +317,9 @@ def test_unpickler_refuses_even_without_the_prescan(tmp_path):
     marker = tmp_path / "pwned"
     for payload in (wf.system_payload(marker), wf.eval_payload(marker), wf.payload_in_state_dict(marker)):
         with pytest.raises(Exception, match="refused global"):
-            weights.RestrictedUnpickler(io.BytesIO(payload), weights.StorageTable()).load()
+            pickle_scan.RestrictedUnpickler(io.BytesIO(payload), pickle_scan.StorageTable()).load()
         with pytest.raises(Exception, match="refused global"):
-            weights.check_pickle_opcodes(io.BytesIO(payload))
+            pickle_scan.check_pickle_opcodes(io.BytesIO(payload))
     assert not marker.exists()
 
 
@@ -720,7 +727,7 @@ def test_tiny_npz_declaring_a_huge_array_is_refused_before_reading(tmp_path):
 def test_compressed_npz_past_the_cap_is_refused_before_decompressing(tmp_path, monkeypatch):
     np.savez_compressed(tmp_path / "bomb.npz", w=np.zeros(10**6, dtype=np.float32))
     assert (tmp_path / "bomb.npz").stat().st_size < 10_000     # 4 MB of zeros deflate to a few KB
-    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 1000)
+    monkeypatch.setattr(limits, "MAX_ARRAY_ELEMENTS", 1000)
     monkeypatch.setattr(np.lib.format, "read_array", lambda *args, **kwargs: pytest.fail("data was read"))
     with pytest.raises(WeightFileError, match=r"entry 'w' has shape \(1000000,\) = 1,000,000 elements, "
                                               r"more than the 1,000 one array may have"):
@@ -791,15 +798,15 @@ def test_every_format_obeys_the_same_size_rule(tmp_path, monkeypatch, fmt):
     write, names, want = EVERY_FORMAT[fmt]
     write(tmp_path / "w")
     (path,) = tmp_path.iterdir()
-    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 19)
+    monkeypatch.setattr(limits, "MAX_ARRAY_ELEMENTS", 19)
     with pytest.raises(WeightFileError, match=rf"{names} = 20 elements, more than the 19 one array may have"):
         load_weights(path)
-    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 20)
+    monkeypatch.setattr(limits, "MAX_ARRAY_ELEMENTS", 20)
     assert_same_state(load_weights(path), want)
 
 
 def test_save_weights_refuses_what_load_weights_would(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "MAX_ARRAY_ELEMENTS", 19)
+    monkeypatch.setattr(limits, "MAX_ARRAY_ELEMENTS", 19)
     for suffix in (".npz", ".safetensors"):
         with pytest.raises(ValueError, match=r"state\['w'\] has shape \(4, 5\) = 20 elements, more than "
                                              r"the 19 .*load_weights would refuse the file"):
@@ -865,3 +872,11 @@ def test_npz_with_two_members_of_one_name_is_refused(tmp_path):
         archive.writestr("w.npy", npy_bytes(np.ones(3)))
     with pytest.raises(WeightFileError, match=r"the \.npz holds two entries named 'w\.npy'"):
         load_weights(path)
+
+
+def test_importing_minicnn_imports_no_weight_file_reader():
+    """The engine (network.py) never imports the readers: `import minicnn` leaves minicnn.io alone."""
+    code = "import sys, minicnn; print(sorted(m for m in sys.modules if m.startswith('minicnn.io')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=REPO).stdout
+    assert out.strip() == "[]"
