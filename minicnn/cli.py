@@ -5,6 +5,8 @@
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
     minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
     minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
+    minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
+                                        collection, resumable, local or on Dask (see minicnn.index)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -466,6 +468,9 @@ def build_parser():
         description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
+    from .index.command import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -267,6 +267,53 @@ class ShapesPart(NamedTuple):
             yield Batch(shapes.indices, shapes.images, [], concepts)
 
 
+# ----------------------------------------------------------------------------------------------
+# images already in memory
+
+
+class ArraySource:
+    """The rows of an (N, C, H, W) float array, already network input: image id = row. The array is
+    pickled with each part, so keep it for small sets (tests, examples); it is not re-opened from a
+    manifest (load_index(...).top works, crops need `images` again)."""
+
+    kind = "array"
+
+    def __init__(self, images, preprocessing=None):
+        from ..checks import check_array
+
+        self.images = check_array(images, "images", ndim=4)
+        self.preprocessing = preprocessing or shapes_preprocessing(images.shape[2])
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def input_hw(self):
+        return self.images.shape[2:]
+
+    def describe(self):
+        return {"kind": self.kind, "count": len(self.images), "shape": list(self.images.shape),
+                "sha256": hashlib.sha256(np.ascontiguousarray(self.images).tobytes()).hexdigest()}
+
+    def part(self, start, stop):
+        return ArrayPart(self.images[start:stop], start)
+
+
+class ArrayPart(NamedTuple):
+    images: np.ndarray
+    first_id: int
+
+    def __len__(self):
+        return len(self.images)
+
+    def batches(self, batch_size, with_concepts=False):
+        if with_concepts:
+            raise ValueError("an array of images has no concept masks to dissect with: use a Broden dataset or the shapes")
+        for offset in range(0, len(self.images), batch_size):
+            chunk = self.images[offset:offset + batch_size]
+            yield Batch(np.arange(self.first_id + offset, self.first_id + offset + len(chunk), dtype=np.int64), chunk, [])
+
+
 def source_from_description(description, preprocessing, index_dir=None):
     """Re-open the source a manifest describes (for crops and reconstructions after the run).
 
@@ -281,4 +328,7 @@ def source_from_description(description, preprocessing, index_dir=None):
         from .broden import BrodenSource
 
         return BrodenSource(description["root"], preprocessing)
+    if kind == "array":
+        raise ValueError("this index was made from an array of images in memory: its pixels are not on disk, so "
+                         "crops and reconstructions need that array (index the images as files to get them here)")
     raise ValueError(f"unknown image source kind {kind!r} in the manifest; known kinds are shapes, images, broden")
