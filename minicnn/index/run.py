@@ -14,6 +14,7 @@ shard a task on a dask.distributed cluster (a LocalCluster of `workers` processe
 `address`), each worker loads the model once (model.loaded), shard results come back to be written,
 and the partial results merge in a tree on the cluster. A task whose worker dies runs again elsewhere.
 """
+import contextlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -187,16 +188,42 @@ def make_plan(count, batch_size, shard_size):
     return Plan(count, batch_size, shard_size)
 
 
-def run_job(job, spec, source, plan, folder, scheduler="local", workers=2, address=None, progress=True):
-    """Run `job` over every shard of `plan` whose file is not in `folder` yet, then merge all shards.
-    Returns the ShardResult of the whole source."""
+@contextlib.contextmanager
+def scheduler_session(scheduler="local", workers=2, address=None):
+    """None for the local scheduler; for "dask", a dask.distributed Client joined to the scheduler at
+    `address`, or to a new LocalCluster of `workers` processes with one thread each (BLAS and Numba
+    kept to one thread per worker), closed at the end."""
+    check_choice(scheduler, "scheduler", SCHEDULERS)
+    if scheduler == "local" and address is not None:
+        raise ValueError(f"address {address!r} is for the dask scheduler: pass scheduler=\"dask\" with it")
+    if scheduler == "local":
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("the dask scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
+    if address is not None:
+        with Client(address) as client:
+            yield client
+        return
+    one_thread = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                         "MKL_NUM_THREADS")}
+    with LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run_job(job, spec, source, plan, folder, client=None, progress=True):
+    """Run `job` over every shard of `plan` whose file is not in `folder` yet -- in this process, or as
+    tasks of the Dask `client` -- then merge all shards. Returns the ShardResult of the whole source."""
     todo = [shard for shard in plan.shards if not shard_path(folder, job.name, shard).is_file()]
     total = sum(stop - start for start, stop in todo)
     with tqdm(total=total, desc=job.name, unit="image", disable=not progress or not todo, smoothing=0.1) as bar:
-        if scheduler == "local":
+        if client is None:
             result = _run_local(job, spec, source, plan, folder, todo, bar)
         else:
-            result = _run_dask(job, spec, source, plan, folder, todo, bar, workers, address)
+            result = _run_dask(job, spec, source, plan, folder, todo, bar, client)
     for shard in plan.shards:  # the shards finished by an earlier, interrupted run
         if shard not in todo:
             result = merge_results(job, result, load_shard(shard_path(folder, job.name, shard), job))
@@ -212,42 +239,21 @@ def _run_local(job, spec, source, plan, folder, todo, bar):
     return total
 
 
-def dask_client(workers=2, address=None):
-    """A dask.distributed Client: joined to the scheduler at `address`, or to a new LocalCluster of
-    `workers` processes with one thread each (BLAS and Numba kept to one thread per worker)."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ImportError("the dask scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
-    if address is not None:
-        return Client(address)
-    one_thread = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                         "MKL_NUM_THREADS")}
-    cluster = LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None, env=one_thread)
-    client = Client(cluster)
-    client._minicnn_cluster = cluster  # closed with the client (see _run_dask)
-    return client
-
-
-def _run_dask(job, spec, source, plan, folder, todo, bar, workers, address):
+def _run_dask(job, spec, source, plan, folder, todo, bar, client):
+    """Each shard a task; each result written as it arrives (the resume points); all merged in a tree."""
     from dask.distributed import as_completed
 
-    client = dask_client(workers, address)
-    try:
-        futures = {client.submit(compute_shard, job, spec, source.part(*shard), plan.batch_size, pure=False): shard
-                   for shard in todo}
-        merged = _tree_merge(client, job, list(futures))
-        for future in as_completed(futures):
-            shard = futures[future]
-            save_shard(shard_path(folder, job.name, shard), job, future.result())
-            bar.update(shard[1] - shard[0])
-        return merged.result() if merged is not None else ShardResult(None, 0, [])
-    finally:
-        client.close()
-        cluster = getattr(client, "_minicnn_cluster", None)
-        if cluster is not None:
-            cluster.close()
+    if not todo:
+        return ShardResult(None, 0, [])
+    [model] = client.scatter([spec], broadcast=True, hash=False)  # sent to each worker once, not with every task
+    futures = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
+               for shard in todo}
+    merged = _tree_merge(client, job, list(futures))
+    for future in as_completed(futures):
+        shard = futures[future]
+        save_shard(shard_path(folder, job.name, shard), job, future.result())
+        bar.update(shard[1] - shard[0])
+    return merged.result()
 
 
 def _tree_merge(client, job, futures):
@@ -313,7 +319,8 @@ def build_index(model, source, layers, out, k=9, batch_size=None, shard_size=Non
     plan = make_plan(len(source), *_default_sizes(source, batch_size, shard_size))
     settings = _settings("search", spec, net, source, layers, plan, k=k)
     manifest = _begin(out, settings, source)
-    result = run_job(SearchJob(layers, k), spec, source, plan, out, scheduler, workers, address, progress)
+    with scheduler_session(scheduler, workers, address) as client:
+        result = run_job(SearchJob(layers, k), spec, source, plan, out, client, progress)
     if result.partial is None:
         raise ValueError(f"no image of the source could be read ({len(result.skipped)} skipped, e.g. "
                          f"{result.skipped[:1]}): there is nothing to index")
@@ -342,17 +349,18 @@ def dissect_source(model, source, layers, out, quantile=0.005, iou_threshold=0.0
     plan = make_plan(len(source), *_default_sizes(source, batch_size, shard_size))
     settings = _settings("dissection", spec, net, source, layers, plan, quantile=quantile)
     manifest = _begin(out, settings, source)
-    run = dict(spec=spec, source=source, plan=plan, folder=out, scheduler=scheduler, workers=workers,
-               address=address, progress=progress)
-    prefixes = run_job(HistogramJob(layers), **run)
-    if prefixes.partial is None:
-        raise ValueError("no image of the source could be read: there is nothing to dissect")
-    ranks = {layer: streaming.quantile_ranks(prefixes.partial[layer], net_channels(prefixes, layer), quantile)
-             for layer in layers}
-    selected = run_job(SelectJob(layers, {layer: r.buckets for layer, r in ranks.items()}), **run)
-    thresholds = {layer: streaming.thresholds_from_counts(ranks[layer], selected.partial[layer]) for layer in layers}
     names = tuple(source.concept_names)
-    tallies = run_job(TallyJob(layers, thresholds, len(names)), **run)
+    with scheduler_session(scheduler, workers, address) as client:
+        run = dict(spec=spec, source=source, plan=plan, folder=out, client=client, progress=progress)
+        prefixes = run_job(HistogramJob(layers), **run)
+        if prefixes.partial is None:
+            raise ValueError("no image of the source could be read: there is nothing to dissect")
+        ranks = {layer: streaming.quantile_ranks(prefixes.partial[layer], net_channels(prefixes, layer), quantile)
+                 for layer in layers}
+        selected = run_job(SelectJob(layers, {layer: r.buckets for layer, r in ranks.items()}), **run)
+        thresholds = {layer: streaming.thresholds_from_counts(ranks[layer], selected.partial[layer])
+                      for layer in layers}
+        tallies = run_job(TallyJob(layers, thresholds, len(names)), **run)
     arrays = {f"layer.{layer}.thresholds": thresholds[layer] for layer in layers}
     arrays.update({f"layer.{layer}.{field}": value for layer, record in tallies.partial.items()
                    for field, value in record._asdict().items()})
