@@ -5,6 +5,8 @@
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
+    minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
+                                        collection, resumable, local or on Dask (see minicnn.index)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -450,6 +452,9 @@ def build_parser():
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
+    from .index.command import add_commands
+
+    add_commands(commands)
     return parser
 
 
