@@ -448,7 +448,7 @@ def build_parser():
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (minicnn.recipes.bench)",
+        "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
