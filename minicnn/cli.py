@@ -3,6 +3,7 @@
     minicnn tour                        every method of the lecture on the shipped shapes models,
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
+    minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
     minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
     minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
 
@@ -466,6 +467,9 @@ def build_parser():
         description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
+    from .explore.server import add_command as add_explore_command  # no web framework imported here
+
+    add_explore_command(commands)
     return parser
 
 
