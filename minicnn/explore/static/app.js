@@ -62,23 +62,25 @@ function guarded(work) {  // run an async action; any error becomes a message in
 // ------------------------------------------------------------------ drawing numbers
 const INFERNO = [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]];
 
-function colour(t) {
-  const x = Math.min(Math.max(t, 0), 1) * (INFERNO.length - 1);
+const PALETTE = new Uint8ClampedArray(256 * 3);  // INFERNO interpolated at 256 levels, made once
+for (let level = 0; level < 256; level++) {
+  const x = level / 255 * (INFERNO.length - 1);
   const k = Math.min(Math.floor(x), INFERNO.length - 2);
-  const f = x - k;
-  return INFERNO[k].map((c, n) => c + f * (INFERNO[k + 1][n] - c));
+  for (let n = 0; n < 3; n++) PALETTE[3 * level + n] = INFERNO[k][n] + (x - k) * (INFERNO[k + 1][n] - INFERNO[k][n]);
 }
 
-function paint(canvas, values, h, w, offset = 0, alpha = 255) {  // one (h, w) plane, min-max scaled
+function paint(canvas, values, h, w, offset = 0) {  // one (h, w) plane of values, min-max scaled to the palette
   let low = Infinity, high = -Infinity;
-  for (let k = offset; k < offset + h * w; k++) { low = Math.min(low, values[k]); high = Math.max(high, values[k]); }
-  canvas.width = w; canvas.height = h;
+  for (let k = offset; k < offset + h * w; k++) { if (values[k] < low) low = values[k]; if (values[k] > high) high = values[k]; }
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   const context = canvas.getContext("2d");
   const image = context.createImageData(w, h);
-  const scale = high > low ? 1 / (high - low) : 0;
+  const scale = high > low ? 255 / (high - low) : 0;
+  const pixels = image.data;
   for (let k = 0; k < h * w; k++) {
-    const [r, g, b] = colour((values[offset + k] - low) * scale);
-    image.data.set([r, g, b, alpha], 4 * k);
+    const level = 3 * Math.round((values[offset + k] - low) * scale);
+    pixels[4 * k] = PALETTE[level]; pixels[4 * k + 1] = PALETTE[level + 1]; pixels[4 * k + 2] = PALETTE[level + 2];
+    pixels[4 * k + 3] = 255;
   }
   context.putImageData(image, 0, 0);
   return {low, high};
