@@ -3,6 +3,7 @@
     minicnn tour                        every method of the lecture on the shipped shapes models,
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
+    minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
     minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
@@ -452,9 +453,11 @@ def build_parser():
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
-    from .index.command import add_commands
+    from .explore.server import add_command as add_explore_command  # no web framework imported here
+    from .index.command import add_commands as add_index_commands
 
-    add_commands(commands)
+    add_explore_command(commands)
+    add_index_commands(commands)
     return parser
 
 
