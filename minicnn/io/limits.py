@@ -35,7 +35,7 @@ class Budget:
         """Count `nbytes` for `what`, or raise FileProblem if the total would pass the limit."""
         if self.used + nbytes > self.limit:
             raise FileProblem(
-                f"{what} needs {nbytes:,} bytes; with the {self.used:,} already used that passes this "
+                f"{what} would take {nbytes:,} bytes; with the {self.used:,} already used that passes this "
                 f"file's budget of {self.limit:,} bytes (refused before allocating; a file you trust "
                 "can be read with load_weights(path, budget=...))")
         self.used += nbytes
