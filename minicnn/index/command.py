@@ -1,6 +1,6 @@
 """`minicnn index` and `minicnn dissect`: the dataset index from the command line.
 
-    minicnn index --model vgg16 --layers features.29,features.22 --images ~/photos --k 9 --out idx
+    minicnn index --model vgg16 --layers features_22,features_29 --images ~/photos --k 9 --out idx
     minicnn index --model shapes_vgg --layers relu3_2 --shapes 2000 --seed 1 --out idx --scheduler dask --workers 2
     minicnn dissect --model shapes_vgg --layers relu3_2 --broden shapes_broden --out dis
 

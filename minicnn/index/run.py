@@ -200,18 +200,26 @@ def scheduler_session(scheduler="local", workers=2, address=None):
         yield None
         return
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise ImportError("the dask scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
     if address is not None:
         with Client(address) as client:
             yield client
         return
+    with local_cluster(workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(workers):
+    """A dask.distributed LocalCluster of `workers` processes with one thread each, on 127.0.0.1; BLAS
+    and Numba kept to one thread per worker so that the workers do not fight over the cores."""
+    from dask.distributed import LocalCluster
+
     one_thread = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                          "MKL_NUM_THREADS")}
-    with LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread) as cluster, Client(cluster) as client:
-        yield client
+    return LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread)
 
 
 def run_job(job, spec, source, plan, folder, client=None, progress=True):
