@@ -254,11 +254,11 @@ def _run_dask(job, spec, source, plan, folder, todo, bar, client):
     if not todo:
         return ShardResult(None, 0, [])
     [model] = client.scatter([spec], broadcast=True, hash=False)  # sent to each worker once, not with every task
-    futures = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
+    pending = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
                for shard in todo}
-    merged = _tree_merge(client, job, list(futures))
-    for future in as_completed(futures):
-        shard = futures[future]
+    merged = _tree_merge(client, job, list(pending))
+    for future in as_completed(list(pending)):
+        shard = pending.pop(future)  # no reference left here: the cluster frees it once merged
         save_shard(shard_path(folder, job.name, shard), job, future.result())
         bar.update(shard[1] - shard[0])
     return merged.result()
