@@ -62,7 +62,7 @@ class ModelSpec(NamedTuple):
 
 
 def _read_state(path):
-    from ..weights import load_weights
+    from ..io import load_weights
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} not found")
