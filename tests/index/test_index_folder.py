@@ -17,7 +17,7 @@ from PIL import Image
 import minicnn
 from minicnn import imagenet, models
 from minicnn.cli import main
-from minicnn.data import load_image
+from minicnn.io.images import load_image
 from minicnn.index import FolderSource, ShapesSource, build_index, load_index, shapes_preprocessing
 from minicnn.index.sources import list_images
 from minicnn.viz.search import deconvnet, top_patches
