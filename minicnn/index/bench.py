@@ -6,9 +6,10 @@
 shapes_vgg reads the shapes generator (64 x 64); vgg16 (random weights, models.vgg16(seed=0)) reads a
 folder of JPEG files (400 x 300, written first into --data) through the ImageNet preprocessing
 (decode, resize to 256, centre crop 224, normalise), as a real collection would be. The run indexes
-every channel of the layers named in LAYERS, k = 9. Reported: the images/s of the whole run (model
-loading and, for dask, the cluster start are timed apart), and peak resident memory (ru_maxrss) of
-this process and of each worker. One JSON line per run is appended to --log.
+every channel of the layers named in LAYERS, k = 9. Reported: the images/s of the whole run, with the
+model already loaded in this process (local) or in every worker (dask; the cluster start and the
+model loading are timed apart), and peak resident memory (ru_maxrss) of this process and of each
+worker. One JSON line per run is appended to --log.
 """
 import argparse
 import json
@@ -50,7 +51,12 @@ def write_jpegs(folder, count, seed=0, size=(300, 400)):
     return folder
 
 
-def run(model, count, scheduler, workers, out, data):
+def _preload(spec):
+    """Load the model in this (worker) process now, so that the timed run does not include it."""
+    loaded(spec)
+
+
+def run(model, count, scheduler, workers, out, data, batch_size=None, shard_size=None):
     spec = ModelSpec(model, init_seed=0)
     started = time.perf_counter()
     _, preprocessing = loaded(spec)
@@ -60,10 +66,11 @@ def run(model, count, scheduler, workers, out, data):
     else:
         source = FolderSource(write_jpegs(data, count), preprocessing, [f"{i:06d}.jpg" for i in range(count)])
     record = {"model": model, "images": count, "scheduler": scheduler, "layers": LAYERS[model],
-              "model_load_s": round(load_seconds, 2)}
+              "model_load_s": round(load_seconds, 2), "batch_size": batch_size, "shard_size": shard_size}
+    sizes = dict(batch_size=batch_size, shard_size=shard_size)
     if scheduler == "local":
         started = time.perf_counter()
-        build_index(spec, source, LAYERS[model], out, k=9, progress=False)
+        build_index(spec, source, LAYERS[model], out, k=9, progress=False, **sizes)
         seconds = time.perf_counter() - started
         record.update(peak_mb_client=round(peak_megabytes()))
     else:
@@ -71,10 +78,11 @@ def run(model, count, scheduler, workers, out, data):
 
         started = time.perf_counter()
         with local_cluster(workers) as cluster, Client(cluster) as client:
-            record["cluster_start_s"] = round(time.perf_counter() - started, 2)
+            client.run(_preload, spec)
+            record["cluster_start_and_model_load_s"] = round(time.perf_counter() - started, 2)
             started = time.perf_counter()
             build_index(spec, source, LAYERS[model], out, k=9, scheduler="dask", address=cluster.scheduler_address,
-                        progress=False)
+                        progress=False, **sizes)
             seconds = time.perf_counter() - started
             peaks = client.run(peak_megabytes)
         record.update(workers=workers, threads_per_worker=1, peak_mb_client=round(peak_megabytes()),
@@ -89,12 +97,15 @@ def main(argv=None):
     parser.add_argument("--images", type=int, required=True, help="number of images")
     parser.add_argument("--scheduler", choices=("local", "dask"), default="local")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: build_index's)")
+    parser.add_argument("--shard-size", type=int, help="images per shard (default: build_index's)")
     parser.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "minicnn-bench-jpegs"),
                         help="folder for the generated JPEG files (vgg16; kept for the next run)")
     parser.add_argument("--log", default="index-bench.jsonl", help="append one JSON line per run here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as out:
-        record = run(args.model, args.images, args.scheduler, args.workers, out, args.data)
+        record = run(args.model, args.images, args.scheduler, args.workers, out, args.data, args.batch_size,
+                     args.shard_size)
     print(json.dumps(record))
     with open(args.log, "a") as log:
         log.write(json.dumps(record) + "\n")
