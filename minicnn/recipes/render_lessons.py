@@ -66,15 +66,16 @@ def cells(source):
         else:
             lines.append(line)
     found.append(Cell(kind, lines, first))
-    return [tidy(cell) for cell in found if any(line.strip() for line in cell.text)]
+    return [cell for cell in map(tidy, found) if cell.text.strip()]
 
 
 def tidy(cell):
-    """A Cell with its lines joined: markdown without the comment marks, code without blank lines around it."""
+    """A Cell with its lines joined: markdown without the comment marks, code without blank lines around it
+    (its text is blank if all its lines are)."""
     lines = cell.text
     if cell.kind == "markdown":
         lines = [re.sub(r"^# ?", "", line) for line in lines]
-    leading = next(index for index, line in enumerate(lines) if line.strip())
+    leading = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
     text = "\n".join(lines[leading:]).strip("\n")
     return Cell(cell.kind, text, cell.first_line + leading)
 
