@@ -3,8 +3,11 @@
     minicnn tour                        every method of the lecture on the shipped shapes models,
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
+    minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
+    minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
+                                        collection, resumable, local or on Dask (see minicnn.index)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -78,8 +81,8 @@ def imagenet_input(image, mode):
 
 
 def read_weight_file(path):
-    """{name: array} from any file minicnn.weights reads, or a UserError saying what is wrong."""
-    from .weights import WeightFileError, load_weights
+    """{name: array} from any file minicnn.io.load_weights reads, or a UserError saying what is wrong."""
+    from .io import WeightFileError, load_weights
 
     path = Path(path)
     if not path.is_file():
@@ -117,7 +120,7 @@ def load_shapes_models(weights=None):
 def pretrained(name, folder):
     """models.load_pretrained(name, folder) with its errors turned into one-line advice."""
     from . import models
-    from .weights import WeightFileError
+    from .io import WeightFileError
 
     where = Path(folder) if folder is not None else models.shipped_weights_dir()
     try:
@@ -130,16 +133,15 @@ def pretrained(name, folder):
         raise UserError(str(error)) from None
 
 
-def load_imagenet_model(name, weights=None):
-    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe")."""
+def imagenet_model_and_mode(name, weights=None):
+    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe"): the file
+    models.imagenet_weights_file names, read as models.load_imagenet_model reads it, mistakes as UserErrors."""
     from . import models
 
-    if weights is None:
-        weights = models.weights_cache_dir() / f"{name}.npz"
-        if not weights.is_file():
-            raise UserError(f"no {name} weights at {weights}: get them with `python -m minicnn.recipes.fetch_weights {name}` "
-                            f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
-                            "(.pth, .safetensors, .npz or Keras .h5)")
+    try:
+        weights = models.imagenet_weights_file(name, weights)
+    except FileNotFoundError as error:
+        raise UserError(f"no {name} weights: {error}") from None
     state = read_weight_file(weights)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     try:
@@ -256,7 +258,7 @@ def prepare_imagenet(args, image):
 
     box = occlusion_box(args, (48, 16), 224)
     notes = imagenet_notes(Path(args.image).name, image.shape[1:])
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     x, display = imagenet_input(image, mode)
     names = class_names_for(net[net.names[-1]].params["bias"].shape[0])
     return Prepared(args.model, net, None, x, display, names, box, notes)
@@ -368,7 +370,7 @@ def tour_command(args):
 def imagenet_subject(args, tour):
     if not args.images:
         raise UserError(f"--model {args.model} needs your own images: --images FILE [FILE ...]")
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     inputs, displays = [], []
     for path in args.images:
         image, notes = read_image(path)
@@ -447,10 +449,15 @@ def build_parser():
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (minicnn.recipes.bench)",
+        "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
+    from .explore.server import add_command as add_explore_command  # no web framework imported here
+    from .index.command import add_commands as add_index_commands
+
+    add_explore_command(commands)
+    add_index_commands(commands)
     return parser
 
 

@@ -3,7 +3,7 @@
 ImageNet networks (random weights until you load a file):
 
     net = alexnet(seed=0)                                 # or vgg16(seed=0)
-    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.weights reads
+    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.io.load_weights reads
 
 Layer names. torchvision keeps AlexNet's layers in two sequences, `features` and `classifier`, so
 its parameters are called "features.0.weight", "classifier.6.bias". A minicnn layer name cannot
@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import state_problems
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from .network import Network
-from .weights import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -204,13 +205,13 @@ def minicnn_to_torchvision(state):
 
 
 # Keras' VGG16 (keras.applications) names its layers block1_conv1 ... block5_conv3, fc1, fc2,
-# predictions. minicnn.weights already turns its kernels into PyTorch's (out, in, kh, kw).
+# predictions. minicnn.io already turns its kernels into PyTorch's (out, in, kh, kw).
 _KERAS_VGG16_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
 _KERAS_VGG16_DENSE = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 
 
 def keras_vgg16_to_torchvision(state):
-    """Keras VGG16 weights (as minicnn.weights.load_weights returns them) -> torchvision's names.
+    """Keras VGG16 weights (as minicnn.io.load_weights returns them) -> torchvision's names.
 
     Keras flattens the last feature map channels-last (7, 7, 512); fc1's columns are reordered for
     minicnn's channels-first flatten. Keras' VGG16 has no average pool: at 224x224 the feature map
@@ -247,18 +248,7 @@ def _conv_indices(channels):
 def _layout_problems(net, state):
     """Missing, unexpected and shape-mismatched keys between `state` (torchvision names) and net."""
     expected = {key: value.shape for key, value in minicnn_to_torchvision(net.named_parameters()).items()}
-    problems = []
-    mismatched = [f"{key}: file {tuple(np.shape(state[key]))} vs network {shape}"
-                  for key, shape in expected.items() if key in state and tuple(np.shape(state[key])) != shape]
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if missing:
-        problems.append(f"missing keys: {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys: {unexpected[:20]}" + (" ..." if len(unexpected) > 20 else ""))
-    return problems
+    return state_problems(expected, state)
 
 
 def _check_imagenet_name(name):
@@ -297,20 +287,29 @@ def weights_cache_dir():
     return Path(os.environ.get("MINICNN_CACHE") or Path.home() / ".cache" / "minicnn")
 
 
+def imagenet_weights_file(name, weights_path=None):
+    """The weight file to load for `name`: weights_path, or <weights_cache_dir()>/<name>.npz (the file
+    `python -m minicnn.recipes.fetch_weights NAME` writes), which must exist."""
+    _check_imagenet_name(name)
+    if weights_path is not None:
+        return Path(weights_path)
+    cached = weights_cache_dir() / f"{name}.npz"
+    if not cached.is_file():
+        raise FileNotFoundError(f"{cached} not found: get {name}'s ImageNet weights with "
+                                f"`python -m minicnn.recipes.fetch_weights {name}` (or `--from FILE.pth` to convert "
+                                "a file you have), or pass a weight file (.pth, .safetensors, .npz or Keras .h5)")
+    return cached
+
+
 def load_imagenet_model(name, weights_path=None):
-    """AlexNet or VGG16 with the weights of any file minicnn.weights.load_weights reads.
+    """AlexNet or VGG16 with the weights of any file minicnn.io.load_weights reads.
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
-    .safetensors, .npz or Keras' VGG16 .h5; None: <weights_cache_dir()>/<name>.npz, the file
-    minicnn/recipes/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
-    such weights raises minicnn.weights.WeightFileError (unreadable) or ValueError (keys or shapes).
+    .safetensors, .npz or Keras' VGG16 .h5; None: the cached file (imagenet_weights_file). Returns the
+    Network in eval mode, float32. A file that is not such weights raises minicnn.io.WeightFileError
+    (unreadable) or ValueError (keys or shapes).
     """
-    _check_imagenet_name(name)
-    if weights_path is None:
-        weights_path = weights_cache_dir() / f"{name}.npz"
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"{weights_path} not found: get {name}'s ImageNet weights with "
-                                    f"`python -m minicnn.recipes.fetch_weights {name}`, or pass weights_path=")
+    weights_path = imagenet_weights_file(name, weights_path)
     return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
 
 

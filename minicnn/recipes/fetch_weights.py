@@ -5,7 +5,7 @@
 
 The official file is downloaded into the cache ($MINICNN_CACHE, or ~/.cache/minicnn), its SHA-256
 is checked against the 8 hex digits in its name ("vgg16-397923af.pth": the digest starts with
-397923af), then it is read WITHOUT torch (minicnn.weights) and written as <cache>/<name>.npz, with
+397923af), then it is read WITHOUT torch (minicnn.io) and written as <cache>/<name>.npz, with
 torchvision's key names, which `minicnn.models.load_imagenet_model(name)` loads.
 
 Offline, the script says so and stops. A file you already have can be converted with --from, or
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from minicnn.models import (imagenet_model_from_state, is_keras_vgg16, minicnn_to_torchvision, sha256_of_file,
                             weights_cache_dir)
-from minicnn.weights import WeightFileError, load_weights, save_weights
+from minicnn.io import WeightFileError, load_weights, save_weights
 
 URLS = {
     "alexnet": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",

@@ -27,6 +27,7 @@ import numpy as np
 
 import minicnn
 from minicnn import data, models
+from minicnn.io import save_weights
 from minicnn.train import Adam, accuracy, minibatches, train_epoch
 
 NOTES_MARKER = "<!-- hand-written notes: train_shapes.py keeps everything below this line -->"
@@ -113,7 +114,7 @@ def write_model(net, card, out):
     """Save <out>/<model>.npz and its card <out>/<model>.json with the file's SHA-256."""
     out.mkdir(parents=True, exist_ok=True)
     weights_path = out / f"{card['model']}.npz"
-    net.save(weights_path)
+    save_weights(weights_path, net.state_dict())
     card = dict(card, file=weights_path.name, sha256=models.sha256_of_file(weights_path),
                 bytes=weights_path.stat().st_size)
     (out / f"{card['model']}.json").write_text(json.dumps(card, indent=2) + "\n")

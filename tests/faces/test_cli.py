@@ -18,6 +18,8 @@ from PIL import Image
 from helpers import REPO
 
 from minicnn import cli, data, models
+from minicnn.io import save_weights
+from minicnn.io.images import save_image
 from minicnn.train import Adam, fit
 
 SECTION_TITLES = [
@@ -38,7 +40,7 @@ def write_tiny_weights(folder):
         net = models.PRETRAINED[name](seed=0)
         fit(net, Adam(net, lr=1e-3), batch.images, batch.labels, epochs=1, batch_size=32, progress=False)
         path = folder / f"{name}.npz"
-        net.save(path)
+        save_weights(path, net.state_dict())
         path.with_suffix(".json").write_text(json.dumps({"model": name, "sha256": models.sha256_of_file(path)}))
 
 
@@ -57,7 +59,7 @@ def images(tmp_path_factory):
     """Image files: a shapes PNG, its greyscale and RGBA (other size) versions, a 16-bit PNG, a non-image."""
     folder = tmp_path_factory.mktemp("images")
     shape = folder / "shape.png"
-    data.save_image(shape, data.make_shapes(1, seed=7).images[0])
+    save_image(shape, data.make_shapes(1, seed=7).images[0])
     with Image.open(shape) as picture:
         picture.convert("L").save(folder / "grey.png")
         picture.convert("RGBA").resize((80, 100)).save(folder / "rgba.png")
@@ -204,7 +206,7 @@ BAD_INPUTS = {
     "shapes weights for alexnet": (["explain", "{images}/shape.png", "--model", "alexnet", "--weights", "{wrong}"],
                                    "missing keys: ['features.0.weight'"),
     "no ImageNet weights in the cache": (["explain", "{images}/shape.png", "--model", "vgg16"],
-                                         "minicnn/recipes/fetch_weights.py vgg16"),
+                                         "python -m minicnn.recipes.fetch_weights vgg16"),
     "cam asked of a network without GAP": (["explain", "{images}/shape.png", "--weights", "{vgg}", "--methods",
                                             "cam"], "use gradcam"),
     "a weight file that is not one": (["explain", "{images}/shape.png", "--weights", "{images}/text.png"],

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import LESSONS as LESSONS_DIR
 
-LESSONS = sorted((REPO / "lessons").glob("[0-9]*.py"))
+LESSONS = sorted(LESSONS_DIR.glob("[0-9]*.py"))
 TIMEOUT_SECONDS = 300  # generous: two shared cores, and a first run may compile the Numba kernels
 
 
@@ -19,6 +19,7 @@ def test_there_are_lessons():
     assert len(LESSONS) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
 def test_lesson_runs_and_writes_figures(lesson, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg", MINICNN_OUT=str(tmp_path / "from_env_should_not_be_used"))
@@ -29,7 +30,7 @@ def test_lesson_runs_and_writes_figures(lesson, tmp_path):
     assert figures, f"{lesson.name} wrote no PNG under {tmp_path}"
     assert all(path.stat().st_size > 1000 for path in figures)
     assert not (tmp_path / "from_env_should_not_be_used").exists()  # --out wins over MINICNN_OUT
-    assert not list((REPO / "lessons").glob("*.png"))  # never into the repository
+    assert not list(LESSONS_DIR.glob("*.png"))  # never into the repository
 
 
 def uses_trained_models(lesson):

@@ -2,6 +2,7 @@
 import functools
 
 import numpy as np
+import pytest
 from minicnn.recipes import select_shapes_vgg, train_shapes
 
 from minicnn import data, models
@@ -16,6 +17,7 @@ def test_the_bar_needs_every_class_both_pointing_scores_and_every_class_model():
     assert not select_shapes_vgg.meets_bar(classes, pointing, np.r_[probabilities[:9], 0.899])
 
 
+@pytest.mark.slow
 def test_a_row_for_an_untrained_network(tmp_path, monkeypatch):
     """Random weights, 40 images, 3 ascent steps: the row reads the card, lists exactly the classes the
     count leaves out, and an untrained network does not meet the bar."""

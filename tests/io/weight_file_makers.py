@@ -1,6 +1,6 @@
 """Build PyTorch-format weight files by hand, byte by byte, without torch.
 
-Used by test_weights.py for files torch would never write: big-endian data, storage keys like
+Used by test_weight_files.py for files torch would never write: big-endian data, storage keys like
 "../../etc/passwd", views past the end of their storage, pickles that try to run code.
 
 A pickle is a little stack program; these helpers emit its opcodes (protocol 2) directly:
