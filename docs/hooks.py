@@ -30,7 +30,7 @@ LESSONS_ENTRY = "Lessons"  # the nav entries whose pages the hook fills in
 API_ENTRY = "API reference"
 # not in the API reference: the faces and tools (documented by their --help and the guide), the
 # argument checks, and the Numba kernels (they trust their callers; the ops are their public face)
-NOT_API = {"__main__", "cli", "tour", "recipes", "explore", "checks", "kernels"}
+NOT_API = {"__main__", "cli", "tour", "recipes", "explore", "index.command", "checks", "kernels"}
 PYGMENTS_CSS = "css/pygments.css"  # the colours of Pygments' highlighted code (mkdocs.yml extra_css)
 SHIPPED_WEIGHTS_PAGE = "shipped-weights.md"  # weights/README.md, the shipped weights' own page, shown as is
 
@@ -48,16 +48,18 @@ def lesson_pages_dir():
 
 
 def api_modules(package=REPO / "minicnn"):
-    """The public modules, as dotted names below minicnn, sorted: every .py file except packages'
-    __init__, private names (_x), NOT_API, and modules of a folder without __init__.py (not yet a
-    package: mkdocstrings cannot find them)."""
+    """The public modules, as dotted names below minicnn, sorted: every subpackage and .py file except
+    minicnn itself, private names (_x), NOT_API (a subpackage, or one dotted module), and modules of a folder
+    without __init__.py (not a package: mkdocstrings cannot find them)."""
     found = []
     for path in package.rglob("*.py"):
         parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]  # a subpackage: its page shows what it exports
         folders_are_packages = all((package.joinpath(*parts[:depth]) / "__init__.py").is_file()
                                    for depth in range(1, len(parts)))
-        if parts[-1] != "__init__" and not any(part.startswith("_") for part in parts) \
-                and parts[0] not in NOT_API and folders_are_packages:
+        if parts and not any(part.startswith("_") for part in parts) and parts[0] not in NOT_API \
+                and ".".join(parts) not in NOT_API and folders_are_packages:
             found.append(".".join(parts))
     return sorted(found)
 
@@ -74,9 +76,23 @@ def on_config(config):
     lessons = [{"All lessons": "lessons/index.md"}]
     lessons += [{render_lessons.title_of(path): f"lessons/{path.stem}.md"} for path in render_lessons.lesson_files()]
     fill(config.nav, LESSONS_ENTRY, lessons)
-    fill(config.nav, API_ENTRY, [{"Overview": "api/index.md"}] +
-         [{f"minicnn.{module}": f"api/{module}.md"} for module in api_modules()])
+    fill(config.nav, API_ENTRY, [{"Overview": "api/index.md"}] + api_nav(api_modules()))
     return config
+
+
+def api_nav(modules):
+    """Nav entries: a top-level module is one page; a subpackage is a section of its page and its modules'."""
+    entries, sections = [], {}
+    for module in modules:
+        package = module.split(".")[0]
+        if module == package and not any(other.startswith(package + ".") for other in modules):
+            entries.append({f"minicnn.{module}": f"api/minicnn.{module}.md"})
+            continue
+        if package not in sections:
+            sections[package] = []
+            entries.append({f"minicnn.{package}": sections[package]})
+        sections[package].append({f"minicnn.{module}": f"api/minicnn.{module}.md"})
+    return entries
 
 
 def api_index():
@@ -84,7 +100,7 @@ def api_index():
              "Generated from the docstrings, one page per public module: each says the math, the shapes and",
              "the contract. The modules in the order of [the architecture](../guide/architecture.md) start",
              "with `minicnn.shapes` and `minicnn.im2col` (the math) and `minicnn.ops` (the operations).", ""]
-    return "\n".join(lines + [f"- [minicnn.{module}]({module}.md)" for module in api_modules()]) + "\n"
+    return "\n".join(lines + [f"- [minicnn.{module}](minicnn.{module}.md)" for module in api_modules()]) + "\n"
 
 
 def on_files(files, config):
@@ -97,7 +113,7 @@ def on_files(files, config):
             files.append(File.generated(config, f"lessons/{path.relative_to(out).as_posix()}", abs_src_path=str(path)))
     files.append(File.generated(config, "api/index.md", content=api_index()))
     for module in api_modules():
-        files.append(File.generated(config, f"api/{module}.md", content=f"# minicnn.{module}\n\n::: minicnn.{module}\n"))
+        files.append(File.generated(config, f"api/minicnn.{module}.md", content=f"# minicnn.{module}\n\n::: minicnn.{module}\n"))
     files.append(File.generated(config, PYGMENTS_CSS, content=HtmlFormatter(style="friendly").get_style_defs(".highlight")))
     files.append(File.generated(config, SHIPPED_WEIGHTS_PAGE, abs_src_path=str(REPO / "weights" / "README.md")))
     return files
