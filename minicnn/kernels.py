@@ -55,7 +55,7 @@ if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.envi
     numba.config.THREADING_LAYER = "default"  # the first of the priority list that loads
     numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
-RELU_RULES = ("gradient", "deconvnet", "guided")  # the code passed to the kernel is the position
+from .im2col import RELU_RULES  # noqa: E402 (the code passed to a kernel is the rule's position in it)
 
 
 @njit(cache=True)

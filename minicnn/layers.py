@@ -4,8 +4,11 @@ Every layer has
     forward(x) -> y                  records what its backward needs (input, switches, columns)
     backward(dy, rule, param_grads)  -> dx; adds parameter gradients into self.grads when param_grads
     params / grads                   dicts name -> array ("weight", "bias"), PyTorch's shapes
+    geometry                         (kernel, stride, padding) pairs if each output position reads one
+                                     window of input positions, None if the layer mixes all positions
+                                     (receptive fields, minicnn.shapes, are built from it)
 
-`rule` matters only to ReLU ("gradient", "deconvnet", "guided"); every other layer ignores it, so a
+`rule` matters only to ReLU (one of ops.RELU_RULES: "gradient", "deconvnet", "guided"); every other layer ignores it, so a
 whole network can be back-propagated under one rule. No layer ever writes into an array it was given.
 backward checks that dy has exactly the shape and dtype of the last forward output (Layer._recalled).
 """
@@ -16,8 +19,13 @@ from .checks import FLOAT_DTYPES, check_array, check_choice, check_int_at_least,
 from .shapes import check_geometry, pair_at_least
 
 
+POINTWISE = ((1, 1), (1, 1), (0, 0))  # the geometry of a layer that acts on each position alone
+
+
 class Layer:
     """Base class: no parameters, training flag; backward's checks (forward ran first, dy fits its output)."""
+
+    geometry = None  # mixes all positions, unless a subclass says otherwise
 
     def __init__(self):
         self.params = {}
@@ -135,9 +143,95 @@ class Conv2d(Layer):
             self._accumulate("bias", db)
         return dx
 
+    @property
+    def geometry(self):
+        return self.kernel_size, self.stride, self.padding
+
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
+
+
+class ConvTranspose2d(Layer):
+    """Transposed convolution that learns: weight (in_channels, out_channels, kh, kw), bias (out_channels,).
+
+    PyTorch's layout and names, so its weights map by name. (in, out, kh, kw) is exactly the (F, C, kh, kw)
+    of the convolution it transposes, so forward is ops.conv_transpose2d with the weight as it is:
+    x (N, in, H, W) -> (N, out, (H - 1) s - 2p + k + output_padding, ...). Backward is the duality read
+    the other way: dx = conv2d(dy, weight), dweight = the conv weight gradient with x and dy swapped.
+    init "he": N(0, 2 / fan_in) with fan_in = in_channels * kh * kw / (sh * sw), the number of terms an
+    output pixel sums on average (each sees kh / sh by kw / sw input positions per channel).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True,
+                 init="he", rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = check_int_at_least(in_channels, "in_channels", 1)
+        self.out_channels = check_int_at_least(out_channels, "out_channels", 1)
+        self.kernel_size, self.stride, self.padding = check_geometry(kernel_size, stride, padding)
+        self.output_padding = pair_at_least(output_padding, "output_padding", 0)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"output_padding must be smaller than the stride {self.stride} (it picks one of the "
+                             f"stride's possible output sizes), got {self.output_padding}")
+        self.init, self.use_bias, self.dtype = init, _check_bias(bias), _check_dtype(dtype)
+        self.reset_parameters(np.random.default_rng() if rng is None else rng)
+
+    def reset_parameters(self, rng):
+        shape = (self.in_channels, self.out_channels) + self.kernel_size
+        taps = self.kernel_size[0] * self.kernel_size[1] / (self.stride[0] * self.stride[1])
+        fan_in, fan_out = self.in_channels * taps, self.out_channels * taps
+        self.params["weight"] = _init_weight(self.init, rng, shape, fan_in, fan_out, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_channels, dtype=self.dtype)
+        self.zero_grad()
+
+    def forward(self, x):
+        """x (N, in, H, W) -> (N, out, Ho, Wo): every input value stamps its filters, scaled, onto the output."""
+        y = ops.conv_transpose2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding,
+                                 self.output_padding)
+        return self._remember(x, y)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        """dx = conv2d(dy, weight); with param_grads also dweight (ops.conv_transpose2d_backward) and dbias."""
+        x = self._recalled(dy)
+        w = self.params["weight"]
+        if not param_grads:
+            return ops.conv2d(dy, w, None, self.stride, self.padding)
+        dx, dw, db = ops.conv_transpose2d_backward(dy, x, w, self.stride, self.padding)
+        self._accumulate("weight", dw)
+        if self.use_bias:
+            self._accumulate("bias", db)
+        return dx
+
+    # geometry stays None: an output pixel reads about k / s input positions with a jump of 1 / s input
+    # positions between neighbours, and the receptive-field arithmetic (minicnn.shapes) has whole
+    # strides only; so, for it, a transposed convolution ends the layers with feature maps.
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, output_padding={self.output_padding}")
+
+
+class Upsample(Layer):
+    """Resize by whole factors, (N, C, H, W) -> (N, C, H * sh, W * sw): nearest or bilinear
+    (align_corners=False), as torch.nn.Upsample. No parameters; backward is the transpose of the same
+    linear map (ops.upsample2d_backward). Followed by a stride-1 Conv2d it is "resize, then convolve"."""
+
+    # geometry stays None, for the reason ConvTranspose2d gives: a jump of 1 / scale input positions.
+
+    def __init__(self, scale_factor, mode="nearest"):
+        super().__init__()
+        self.scale_factor = pair_at_least(scale_factor, "scale_factor", 1)
+        self.mode = check_choice(mode, "mode", ops.UPSAMPLE_MODES)
+
+    def forward(self, x):
+        return self._remember(x.shape, ops.upsample2d(x, self.scale_factor, self.mode))
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.upsample2d_backward(dy, self._recalled(dy), self.scale_factor, self.mode)
+
+    def extra_repr(self):
+        return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
 
 
 class Linear(Layer):
@@ -177,7 +271,9 @@ class Linear(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0); backward under the chosen rule ("gradient", "deconvnet", "guided")."""
+    """max(x, 0); backward under the chosen rule (one of ops.RELU_RULES)."""
+
+    geometry = POINTWISE
 
     def forward(self, x):
         return self._remember(x, ops.relu(x))
@@ -192,6 +288,10 @@ class _Pool2d(Layer):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = ops.pool_geometry(kernel_size, stride, padding)
+
+    @property
+    def geometry(self):
+        return self.kernel_size, self.stride, self.padding
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -267,6 +367,8 @@ class Dropout(Layer):
 
     In eval mode (the default, and what visualization uses) it is the identity.
     """
+
+    geometry = POINTWISE
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

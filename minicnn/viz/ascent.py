@@ -66,7 +66,7 @@ class AscentResult(NamedTuple):
 def activation_max(net, layer, channel, steps=200, lr=0.05, l2=1e-3, decay=0.0, blur_every=4,
                    blur_sigma=0.5, clip_norm_pct=0.0, clip_contrib_pct=0.0, jitter=2, where="mean",
                    shape=(3, 64, 64), mean=0.5, pixel_range=(0.0, 1.0), normalize=True, start="random",
-                   seed=0, progress=True):
+                   seed=0, progress=True, on_progress=None):
     """The image that maximizes one channel of `layer` (Yosinski 2015), by gradient ascent.
 
     S(x) = mean over positions of channel `channel` of layer's output (where="mean"), or its value at
@@ -83,7 +83,7 @@ def activation_max(net, layer, channel, steps=200, lr=0.05, l2=1e-3, decay=0.0, 
     return ascend(net, layer, channel_seed(output.shape, channel, where), x0, steps=steps, lr=lr, l2=l2,
                   decay=decay, blur_every=blur_every, blur_sigma=blur_sigma, clip_norm_pct=clip_norm_pct,
                   clip_contrib_pct=clip_contrib_pct, jitter=jitter, mean=mean, pixel_range=pixel_range,
-                  normalize=normalize, seed=seed, progress=progress,
+                  normalize=normalize, seed=seed, progress=progress, on_progress=on_progress,
                   description=f"activation_max {layer}[{channel}]")
 
 
@@ -94,27 +94,17 @@ def class_model(net, target, steps=200, lr=0.05, l2=1e-3, decay=0.01, blur_every
     """Class model visualization (Simonyan 2014): the image that maximizes the PRE-softmax score S_c.
 
     The network's last layer must give class scores (N, K). From the image `mean` (0.5: mid-grey),
-    gradient ascent on S_c - lambda ||x||^2 with Yosinski's regularizers on by default: decay 0.01, a
+    gradient ascent on S - l2 ||x||^2 with Yosinski's regularizers on by default: decay 0.01, a
     Gaussian blur (sigma 0.5) every 2 steps, jitter up to 4 pixels, normalized steps of 0.05. Without
-    them the ascent finds high-frequency patterns (try blur_every=0, decay=0, jitter=0); with them the
-    pictures show stripes for "striped_patch", dots for "dotted_patch". On the shipped shapes_vgg,
-    with seed 0, every class model is classified as its class with p >= 0.9 (the tests and lesson 8
-    assert it); over jitter seeds 0-3, 39 of the 40 are, and the striped_patch model of seed 1 is a
-    checker_patch. A stronger blur (sigma 1, the default until 2026-12-07) turns the stripes into a
-    checker on every seed. These are properties of the shipped network, not of the method: seven
-    shapes_vgg trained with other init seeds (README, Network Dissection; measured with sigma 1) reach
-    p >= 0.9 for 7 to 9 of their 10 classes.
+    them the ascent finds high-frequency patterns (try blur_every=0, decay=0, jitter=0).
 
     objective="score" (the lecture's): S = S_c. Pre-softmax, because p(c) can also rise by pushing
-    other classes down; S_c can only rise by showing more of c. But "more of c" need not make c the
-    TOP class: in a ReLU network every score grows with the image's contrast, and some other class
-    may grow faster (as checker_patch does for the striped_patch model above).
+    other classes down; S_c can only rise by showing more of c (which need not make c the top class:
+    every score of a ReLU network grows with the image's contrast).
     objective="log_probability": S = log p_c = S_c - log sum_k exp(S_k), whose gradient at the scores
-    is e_c - p: up for c, down for every other class in proportion to its probability. It does NOT
-    give better class models here. log p flattens out near 0 once c wins (dS/dx falls to ~1e-10), but
-    a normalized step keeps its size, so the L2 pull, the decay and the blur take over: p falls, climbs
-    again, and the last image can be anywhere on that cycle. On the shipped shapes_vgg with the
-    defaults, 3 of the 10 classes end at p >= 0.9 (normalize=False, lr=1: 4 of 10).
+    is e_c - p: up for c, down for every other class in proportion to its probability. It flattens
+    out near 0 once c wins, while a normalized step keeps its size, so the regularizers take over
+    there. docs/results/class-models.md shows what both give on the shipped networks.
     Returns an AscentResult (output = the final scores).
     """
     x0 = _start_image(net, shape, start, seed)
@@ -193,7 +183,8 @@ def objective_gradient(net, layer, objective, image):
 
 def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, blur_every=0,
            blur_sigma=0.5, clip_norm_pct=0.0, clip_contrib_pct=0.0, jitter=0, mean=0.5,
-           pixel_range=(0.0, 1.0), normalize=True, seed=0, progress=True, description="ascent"):
+           pixel_range=(0.0, 1.0), normalize=True, seed=0, progress=True, on_progress=None,
+           description="ascent"):
     """Maximize S(x) - l2 ||x||^2 from x0, S(x) = objective(output of `layer` at mean + x).
 
     objective: f -> (S, dS/df), or an array s for S = <f, s> (see objective_gradient).
@@ -204,7 +195,8 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     clip_norm_pct / clip_contrib_pct: percentile (0-100) below which pixels are set to 0 (to the mean).
     jitter: largest random roll in pixels. pixel_range: (low, high) for mean + x (numbers, or one per
     channel), or None.
-    seed: the generator of the jitter. Returns an AscentResult.
+    seed: the generator of the jitter. on_progress: None, or a function called as on_progress(done, steps)
+    after each step. Returns an AscentResult.
     """
     steps = check_int_at_least(steps, "steps", 0)
     jitter = check_int_at_least(jitter, "jitter", 0)
@@ -232,6 +224,8 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
             x = regularize(x, gradient, step, decay, blur_every, blur_sigma, clip_norm_pct, clip_contrib_pct)
             x = _clip_to_range(x, mean, pixel_range)
             bar.set_postfix(objective=f"{value:.4g}")
+            if on_progress is not None:
+                on_progress(step + 1, steps)
         value, _, output = objective_gradient(net, layer, objective, mean + x)
     trace.append(value)
     regularized.append(value - l2 * float(np.sum(x.astype(np.float64) ** 2)))
