@@ -6,6 +6,7 @@
     minicnn bench --markdown docs/bench.md      # also write the table as Markdown
     minicnn bench --algorithm im2col            # minicnn's convolutions by im2col only (default: auto)
     minicnn bench --algorithm-rule              # im2col against Winograd on a sweep of layer shapes
+    minicnn bench --threads 1 --cpu-time        # one thread each, CPU time per call: steadier on a busy machine
 
 How one number is measured (see docs/performance.md for why):
   - every (library, case) runs in a fresh Python process that imports only that library (as a user
@@ -131,7 +132,7 @@ def minicnn_network_call(case, algorithm):
 def torch_call(case):
     """The function torch runs for this case."""
     import torch
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     F = torch.nn.functional
     if case in NETWORKS:
         return torch_network_call(torch, case)
@@ -251,12 +252,15 @@ def case_flops(case):
 # one worker process: one library, one case
 
 
+CLOCK = time.perf_counter  # the worker's clock: wall time, or time.process_time with --cpu-time
+
+
 def time_calls(fn, count):
     times = []
     for _ in range(count):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return times
 
 
@@ -351,23 +355,30 @@ def algorithm_rule(markdown=None, calls=9, rounds=3):
 # the parent: spawn the workers, keep the best round, print the table
 
 
-def run_worker(*arguments):
-    """Run this module in a fresh Python process with these arguments; its last output line as JSON."""
+def run_worker(*arguments, threads=None):
+    """Run this module in a fresh Python process with these arguments (and, if given, that many threads
+    for Numba, OpenMP and the BLAS libraries); its last output line as JSON."""
     command = [sys.executable, "-m", "minicnn.recipes.bench", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if threads:
+        env.update({name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
+                                                    "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(cases, libraries, rounds, calls, algorithm):
+def measure(cases, libraries, rounds, calls, algorithm, threads=None, cpu_time=False):
     """{(library, case): best median ms over the rounds}; in each round the libraries alternate."""
     best = {}
+    clock = ["--cpu-time"] if cpu_time else []
     for r in range(rounds):
         for case in cases:
             order = libraries if r % 2 == 0 else libraries[::-1]
             for library in order:
-                ms = run_worker("--worker", library, case, "--calls", str(calls), "--algorithm", algorithm)["median_ms"]
+                ms = run_worker("--worker", library, case, "--calls", str(calls), "--algorithm", algorithm, *clock,
+                                threads=threads)["median_ms"]
                 best[library, case] = min(ms, best.get((library, case), float("inf")))
                 print(f"  round {r + 1}: {library:8s} {case_title(case):50s} {ms:9.2f} ms", flush=True)
     return best
@@ -414,6 +425,10 @@ def main(argv=None):
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown to FILE")
     parser.add_argument("--algorithm", default="auto", choices=["auto", "im2col", "winograd"],
                         help="minicnn's convolution algorithm (default: auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for each library (default: all cores)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time each call by the process's CPU time (all its threads) instead of the wall clock")
     parser.add_argument("--algorithm-rule", action="store_true",
                         help="time im2col against Winograd on a sweep of 3x3 layers (minicnn only, one process)")
     parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
@@ -426,6 +441,8 @@ def main(argv=None):
         sgemm_worker()
         return 0
     if args.worker:
+        global CLOCK
+        CLOCK = time.process_time if args.cpu_time else time.perf_counter
         worker(*args.worker, args.calls, args.algorithm)
         return 0
     if args.algorithm_rule:
@@ -444,7 +461,7 @@ def main(argv=None):
     shown = " ".join(a for a in (sys.argv[1:] if argv is None else argv))
     command = f"minicnn bench {shown}".strip()
     print(conditions(libraries, sgemm, command), flush=True)
-    best = measure(args.cases, libraries, args.rounds, args.calls, args.algorithm)
+    best = measure(args.cases, libraries, args.rounds, args.calls, args.algorithm, args.threads, args.cpu_time)
     lines = table(args.cases, libraries, best)
     print("\n".join(lines))
     if args.markdown:
