@@ -212,6 +212,11 @@ CASES = {
         wf.PROTO_2 + (NONE + POP) * 1_000_000 + wf.EMPTY_DICT + wf.STOP, {}))),
     "deflated data.pkl of 100 million opcodes": ("refused", write(lambda: torch_zip_bytes(
         wf.PROTO_2 + (NONE + POP) * 50_000_000 + wf.EMPTY_DICT + wf.STOP, {}, compress=zipfile.ZIP_DEFLATED))),
+    "a list of 200,000 ints referenced 100,000 times": ("loaded", write(lambda: torch_zip_bytes(
+        wf.state_dict_pickle({"w": wf.tensor(wf.storage_id("FloatStorage", "0", 6), 0, (6,), (1,)),
+                              "h": wf.MARK + EMPTY_LIST + wf.MARK + b"K\x01" * 200_000 + b"e" + put(0)
+                                   + get(0) * 99_999 + LIST}),
+        {"0": wf.float32_bytes(range(6))}))),
     "safetensors of 60,000 empty tensors": ("loaded", write(lambda: safetensors_bytes(
         {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(60_000)}))),
     # 3. errors that must become WeightFileError
