@@ -11,9 +11,10 @@ and the images the pages sent, and answers each question of the page with plain 
     explorer.start_job(...)                            # occlusion, gradient ascent, dissection: off the request
 
 The network keeps what its last forward pass needs for backward, so two requests must not run one
-network at once: interactive questions (milliseconds on the shapes models) take turns on `net` under
-one lock; long work runs on a twin network that shares the same weight arrays, under its own lock, in
-one worker thread, so an occlusion never stalls the camera.
+network at once. Three twins share the same weight arrays, each under its own lock: `net` for the
+interactive questions (milliseconds on the shapes models), `unit_net` for the dataset search and the
+DeconvNet of the unit view, `worker_net` for long work in one worker thread (occlusion, gradient
+ascent, dissection). So an occlusion never stalls the camera, and a dissection never stalls a unit.
 
 Errors a user can cause (an unknown layer, channel or class, an image that is not one) raise
 ExplorerError with an HTTP status and, where it helps, the valid names.
@@ -117,9 +118,8 @@ class Explorer:
         self.name, self.class_names, self.mode = name, tuple(class_names), mode
         self.net, self.cam_net = net.eval(), cam_net
         self.lock = threading.Lock()          # for net and cam_net (interactive, milliseconds)
-        self.worker_net = twin(net)            # for long work and the dataset search
-        self.worker_cam_net = None if cam_net is None else (self.worker_net if cam_net is net else twin(cam_net))
-        self.worker_lock = threading.Lock()
+        self.unit_net, self.unit_lock = twin(net), threading.Lock()        # the dataset search, DeconvNet
+        self.worker_net, self.worker_lock = twin(net), threading.Lock()    # long work in the worker thread
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minicnn-explore-job")
         self.dataset, self.index = dataset, index
         self.images = OrderedDict()
@@ -348,10 +348,10 @@ class Explorer:
 
         if self.dataset is None:
             raise ExplorerError(404, "this explorer has no dataset to search (start it with --images DIR or --index DIR)")
-        with self.worker_lock:
+        with self.unit_lock:
             if layer not in self.searches:
                 channels = range(self.layer_shapes[layer][0])
-                self.searches[layer] = top_patches_for_channels(self.worker_net, self.dataset.inputs, layer, channels,
+                self.searches[layer] = top_patches_for_channels(self.unit_net, self.dataset.inputs, layer, channels,
                                                                 k=TOP_K, progress=False)
             return self.searches[layer]
 
@@ -376,8 +376,8 @@ class Explorer:
         from ..viz.search import deconvnet
 
         hit = self._hit(layer, channel, rank)
-        with self.worker_lock:
-            result = deconvnet(self.worker_net, self.dataset.inputs[hit.index:hit.index + 1], layer, channel)
+        with self.unit_lock:
+            result = deconvnet(self.unit_net, self.dataset.inputs[hit.index:hit.index + 1], layer, channel)
         picture = signal_picture(result.crop)
         return picture[::-1] if self.mode == "caffe" else picture
 
