@@ -11,10 +11,11 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import WEIGHT_COLOURS, grid, output_dir, save, show, title  # first: it also finds minicnn
+from _common import grid, output_dir, save, show, title  # first: it also finds minicnn
 
 from minicnn import ops
 from minicnn.matrix import conv1d, conv1d_matrix, conv1d_matrix_unpadded, conv2d_matrix
+from minicnn.plot import WEIGHT_COLOURS
 from minicnn.shapes import conv_output_size
 
 OUT = output_dir("01_convolution_is_a_matrix")

@@ -12,7 +12,7 @@
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import WEIGHT_COLOURS, grid, output_dir, save, show, title
+from _common import grid, output_dir, save, show, title
 
 from minicnn.matrix import (
     conv1d,
@@ -23,6 +23,7 @@ from minicnn.matrix import (
     reconstruction,
     subpixel_conv_transpose1d,
 )
+from minicnn.plot import WEIGHT_COLOURS
 from minicnn.shapes import input_sizes_for_output
 
 OUT = output_dir("02_transposed_convolution")

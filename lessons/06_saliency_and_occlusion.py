@@ -21,7 +21,7 @@ import numpy as np
 from _common import output_dir, save, show, title, weights_dir  # first: it also finds minicnn
 
 from minicnn import ops
-from minicnn.data import CLASS_NAMES, make_shapes
+from minicnn.data import CLASS_NAMES, HELD_OUT_SEED, make_shapes
 from minicnn.models import load_pretrained
 from minicnn.plot import attribution_figure, display_image, sample_grid
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency
@@ -29,7 +29,6 @@ from minicnn.viz.pointing import grown_mask, pointing_hits
 
 OUT = output_dir("06_saliency_and_occlusion")
 WEIGHTS = weights_dir()
-HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
 
 net = load_pretrained("shapes_vgg", WEIGHTS)
 batch = make_shapes(8, seed=HELD_OUT_SEED)

@@ -22,7 +22,7 @@ import numpy as np
 from _common import grid, output_dir, save, show, title, weights_dir  # first: it also finds minicnn
 
 from minicnn import GlobalAvgPool2d, Linear, Network
-from minicnn.data import CLASS_NAMES, make_shapes
+from minicnn.data import CLASS_NAMES, HELD_OUT_SEED, make_shapes
 from minicnn.models import load_pretrained
 from minicnn.plot import attribution_figure, heatmap_overlay
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer
@@ -30,7 +30,6 @@ from minicnn.viz.pointing import pointing_hits
 
 OUT = output_dir("07_class_activation_maps")
 WEIGHTS = weights_dir()
-HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
 
 # %% [markdown]
 # ## 1. The sum swap, in numbers: the lecture's 4 x 4 x 6 volume
@@ -115,7 +114,7 @@ show(f"M for image 0 ({CLASS_NAMES[labels[0]]}), 16 x 16, rounded", maps.map[0],
 # ## 4. Does the map point at the object?
 # The pointing game: the map's maximum (up-sampled to 64 x 64) should fall on the object, whose mask we
 # know because we drew the images. We grow the mask by 2 pixels (a 5 x 5 square neighbourhood).
-# `scripts/pointing_game.py` plays it on 3000 images for every method of the lecture.
+# `minicnn/recipes/pointing_game.py` plays it on 3000 images for every method of the lecture.
 
 # %%
 title("pointing game on these 16 images")

@@ -27,7 +27,7 @@ from _common import output_dir, save, show, title, weights_dir
 from scipy.ndimage import binary_dilation
 
 from minicnn import ops
-from minicnn.data import CLASS_NAMES, COLOR_NAMES, iter_shapes, make_shapes
+from minicnn.data import CLASS_NAMES, COLOR_NAMES, HELD_OUT_SEED, iter_shapes, make_shapes
 from minicnn.models import load_pretrained, shapes_vgg
 from minicnn.plot import filters_figure, top_patches_figure
 from minicnn.shapes import receptive_field
@@ -38,7 +38,6 @@ OUT = output_dir("09_dataset_search_and_deconvnet")
 WEIGHTS = weights_dir()
 
 net = load_pretrained("shapes_vgg", WEIGHTS)
-HELD_OUT_SEED = 12345  # a dataset seed never used for training (as in scripts/pointing_game.py)
 N_IMAGES = 1000        # how many held-out images the dataset search looks at
 print(net)
 

@@ -71,10 +71,6 @@ def show(name, array, digits=3):
     print(f"{name} {array.shape}:\n{body}")
 
 
-WEIGHT_COLOURS = np.array([[1, 1, 1], [0.55, 0.75, 0.95], [0.6, 0.85, 0.6], [0.8, 0.7, 0.95], [0.98, 0.85, 0.45]])
-"""Cell colours for 'no weight' (white) and the weights w1 (blue), w2 (green), w3 (purple), w4 (yellow)."""
-
-
 def grid(ax, values, fmt="{:g}", cmap="RdBu_r", colors=None, title_text=None, vmax=None):
     """Draw a 2D array as coloured cells with its numbers written in them.
 

@@ -92,3 +92,23 @@ def check_finite(x, name):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"{name} must hold finite values, got {bad} NaN or inf of {np.size(x)} in shape {np.shape(x)}")
     return x
+
+
+def state_problems(expected, state, strict=True, shown=20):
+    """What keeps `state` (name -> array) from fitting parameters of the `expected` shapes (name -> shape).
+
+    Returns a list of readable problems, empty when it fits: shape mismatches always; with strict,
+    also the missing and the unexpected keys (the first `shown` of each)."""
+    def listed(keys):
+        return f"{keys[:shown]}" + (f" ... ({len(keys)} in all)" if len(keys) > shown else "")
+
+    mismatched = [f"{key}: file {tuple(np.shape(state[key]))} vs network {tuple(shape)}"
+                  for key, shape in expected.items() if key in state and tuple(np.shape(state[key])) != tuple(shape)]
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    problems = ["shape mismatches: " + "; ".join(mismatched)] if mismatched else []
+    if strict and missing:
+        problems.append(f"missing keys: {listed(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys: {listed(unexpected)}")
+    return problems

@@ -4,8 +4,10 @@
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
     minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
-    minicnn train shapes [...]          scripts/train_shapes.py (train the shapes models)
-    minicnn bench [...]                 scripts/bench.py (minicnn vs PyTorch timings)
+    minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
+    minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
+    minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
+                                        collection, resumable, local or on Dask (see minicnn.index)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -14,7 +16,7 @@ a non-zero exit status, never a Python traceback.
 import argparse
 import contextlib
 import difflib
-import importlib.util
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -22,10 +24,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .io.images import CONVERTIBLE_MODES, image_mode, load_image, resize
+
 MODELS = ("shapes", "alexnet", "vgg16")
 METHODS = ("saliency", "occlusion", "cam", "gradcam", "guided")
 SHAPES_SIZE = 64
-REPO = Path(__file__).resolve().parent.parent
 
 
 class UserError(Exception):
@@ -37,33 +40,23 @@ class UserError(Exception):
 
 
 def read_image(path):
-    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]), by data.load_image.
+    """An image file -> ((3, H, W) float32 RGB in [0, 1], [notes about conversions]), by io.images.load_image.
 
     Greyscale, palette, RGBA and the like are converted to RGB, with a note; anything that is not an
     image Pillow can read, or a 16/32-bit image (no faithful 8-bit RGB), is a UserError.
     """
-    from . import data
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"image {path} not found")
     if not path.is_file():
         raise UserError(f"{path} is not a file")
     try:
-        image = data.load_image(path)
+        image = load_image(path)
     except ValueError as error:
         raise UserError(str(error)) from None
-    mode = data.image_mode(path)
-    notes = [] if mode == "RGB" else [f"{path.name} is {data.CONVERTIBLE_MODES[mode]}: converted to RGB"]
+    mode = image_mode(path)
+    notes = [] if mode == "RGB" else [f"{path.name} is {CONVERTIBLE_MODES[mode]}: converted to RGB"]
     return image, notes
-
-
-def resize_image(image, size):
-    """Bilinear resize of a (3, H, W) float image to (3, size, size) (the aspect ratio is not kept)."""
-    from PIL import Image
-
-    channels = [Image.fromarray(channel).resize((size, size), Image.Resampling.BILINEAR) for channel in image]
-    return np.clip(np.stack([np.asarray(channel, dtype=np.float32) for channel in channels]), 0, 1)
 
 
 def shapes_input(image, path):
@@ -72,7 +65,7 @@ def shapes_input(image, path):
         return image[None], []
     note = (f"{Path(path).name} is {image.shape[2]}x{image.shape[1]}: resized to {SHAPES_SIZE}x{SHAPES_SIZE} "
             "for the shapes models (aspect ratio not kept)")
-    return resize_image(image, SHAPES_SIZE)[None], [note]
+    return np.clip(resize(image, (SHAPES_SIZE, SHAPES_SIZE)), 0, 1)[None], [note]
 
 
 def imagenet_input(image, mode):
@@ -88,8 +81,8 @@ def imagenet_input(image, mode):
 
 
 def read_weight_file(path):
-    """{name: array} from any file minicnn.weights reads, or a UserError saying what is wrong."""
-    from .weights import WeightFileError, load_weights
+    """{name: array} from any file minicnn.io.load_weights reads, or a UserError saying what is wrong."""
+    from .io import WeightFileError, load_weights
 
     path = Path(path)
     if not path.is_file():
@@ -127,7 +120,7 @@ def load_shapes_models(weights=None):
 def pretrained(name, folder):
     """models.load_pretrained(name, folder) with its errors turned into one-line advice."""
     from . import models
-    from .weights import WeightFileError
+    from .io import WeightFileError
 
     where = Path(folder) if folder is not None else models.shipped_weights_dir()
     try:
@@ -140,16 +133,15 @@ def pretrained(name, folder):
         raise UserError(str(error)) from None
 
 
-def load_imagenet_model(name, weights=None):
-    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe")."""
+def imagenet_model_and_mode(name, weights=None):
+    """(AlexNet or VGG16 with its ImageNet weights, preprocessing mode "torch" or "caffe"): the file
+    models.imagenet_weights_file names, read as models.load_imagenet_model reads it, mistakes as UserErrors."""
     from . import models
 
-    if weights is None:
-        weights = models.weights_cache_dir() / f"{name}.npz"
-        if not weights.is_file():
-            raise UserError(f"no {name} weights at {weights}: get them with `python scripts/fetch_weights.py {name}` "
-                            f"(or `--from FILE.pth` to convert a file you have), or pass --weights FILE "
-                            "(.pth, .safetensors, .npz or Keras .h5)")
+    try:
+        weights = models.imagenet_weights_file(name, weights)
+    except FileNotFoundError as error:
+        raise UserError(f"no {name} weights: {error}") from None
     state = read_weight_file(weights)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     try:
@@ -262,11 +254,11 @@ def prepare_shapes(args, image):
 
 
 def prepare_imagenet(args, image):
-    from .tour import class_names_for
+    from .imagenet import class_names_for
 
     box = occlusion_box(args, (48, 16), 224)
     notes = imagenet_notes(Path(args.image).name, image.shape[1:])
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     x, display = imagenet_input(image, mode)
     names = class_names_for(net[net.names[-1]].params["bias"].shape[0])
     return Prepared(args.model, net, None, x, display, names, box, notes)
@@ -378,7 +370,7 @@ def tour_command(args):
 def imagenet_subject(args, tour):
     if not args.images:
         raise UserError(f"--model {args.model} needs your own images: --images FILE [FILE ...]")
-    net, mode = load_imagenet_model(args.model, args.weights)
+    net, mode = imagenet_model_and_mode(args.model, args.weights)
     inputs, displays = [], []
     for path in args.images:
         image, notes = read_image(path)
@@ -391,22 +383,16 @@ def imagenet_subject(args, tour):
     return tour.imagenet_subject(args.model, net, np.concatenate(inputs), np.concatenate(displays), mode, budget)
 
 
-def script_command(script, argv, program):
-    """Run scripts/<script>'s main(argv) from the source checkout, as `program`."""
-    path = REPO / "scripts" / script
-    if not path.is_file():
-        raise UserError(f"{program} runs {path}, which is not there: it needs a source checkout of minicnn "
-                        "(git clone, then pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"minicnn_scripts_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def recipe_command(recipe, argv, program):
+    """Run minicnn.recipes.<recipe>'s main(argv), its usage lines calling it `program`."""
+    module = importlib.import_module(f"minicnn.recipes.{recipe}")
     with program_name(program):
         return module.main(argv) or 0
 
 
 @contextlib.contextmanager
 def program_name(name):
-    """Let the script's argparse call itself `name` in its usage lines."""
+    """Let the recipe's argparse call itself `name` in its usage lines."""
     saved = sys.argv[0]
     sys.argv[0] = name
     try:
@@ -436,7 +422,7 @@ def build_parser():
     tour.add_argument("--model", choices=MODELS, default="shapes", help="which network (default: %(default)s)")
     tour.add_argument("--weights", metavar="FILE", help="shapes: a folder with shapes_cam.npz/shapes_vgg.npz and their "
                       ".json cards, or one .npz; alexnet/vgg16: any weight file minicnn reads (.pth, .safetensors, "
-                      ".npz, Keras .h5; default: the cache of scripts/fetch_weights.py)")
+                      ".npz, Keras .h5; default: the cache of `python -m minicnn.recipes.fetch_weights`)")
     tour.add_argument("--images", nargs="+", metavar="FILE", help="your images (alexnet/vgg16 only)")
     tour.add_argument("--fast", action="store_true", help="a tiny tour (few images, few steps), for tests")
     tour.add_argument("--quiet", action="store_true", help="no progress output")
@@ -458,18 +444,20 @@ def build_parser():
     explain.set_defaults(run=explain_command)
 
     train = commands.add_parser(
-        "train", help="train the shapes models (runs scripts/train_shapes.py)",
-        description="`minicnn train shapes [options]` runs scripts/train_shapes.py with those options; "
+        "train", help="train the shapes models (minicnn.recipes.train_shapes)",
+        description="`minicnn train shapes [options]` runs minicnn.recipes.train_shapes with those options; "
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (runs scripts/bench.py)",
-        description="`minicnn bench [options]` runs scripts/bench.py; `minicnn bench --help` lists its options.")
+        "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
+        description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     for command in (train, bench):
         command.set_defaults(run=None)
     from .explore.server import add_command as add_explore_command  # no web framework imported here
+    from .index.command import add_commands as add_index_commands
 
     add_explore_command(commands)
+    add_index_commands(commands)
     return parser
 
 
@@ -478,9 +466,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["bench"]:
-            return script_command("bench.py", argv[1:], "minicnn bench")
+            return recipe_command("bench", argv[1:], "minicnn bench")
         if argv[:2] == ["train", "shapes"]:
-            return script_command("train_shapes.py", argv[2:], "minicnn train shapes")
+            return recipe_command("train_shapes", argv[2:], "minicnn train shapes")
         args = build_parser().parse_args(argv)
         args.run(args)
         return 0

@@ -33,12 +33,11 @@ generation gives the same pictures, and a held-out set is simply another seed.
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from minicnn.checks import check_array, check_choice, check_int_at_least
+from minicnn.checks import check_choice, check_int_at_least
 
 CLASS_NAMES = (
     "disc", "ring", "square", "triangle", "star", "cross", "diamond",
@@ -64,6 +63,7 @@ PALETTE = np.array(
     dtype=np.float32,
 )
 
+HELD_OUT_SEED = 12345   # a dataset seed no shipped model was trained or selected on: evaluations use it
 MIN_SIZE = 32           # smallest image side we can draw recognisable objects on
 COLOR_JITTER = 0.06     # each channel of the object colour moves by at most this much
 NOISE = 0.1             # every pixel and channel gets uniform noise in [-NOISE/2, NOISE/2]
@@ -257,6 +257,15 @@ class ShapesBatch:
     def class_names(self):
         """The class name of every image, e.g. ['star', 'ring', ...]."""
         return [CLASS_NAMES[k] for k in self.labels]
+
+    def concepts(self):
+        """(concept names, masks (n, n_concepts, S, S) bool): see concept_masks."""
+        return concept_masks(self)
+
+    @property
+    def captions(self):
+        """Colour and class of every image, e.g. ['red star', 'blue ring', ...]."""
+        return [f"{COLOR_NAMES[c]} {CLASS_NAMES[k]}" for c, k in zip(self.colors, self.labels)]
 
 
 def concatenate(batches):
@@ -513,64 +522,3 @@ def concept_masks(batch):
     background = ~(batch.masks | batch.distractor_masks)
     masks = np.concatenate([object_concepts, background.reshape(n, 1, *background.shape[1:])], axis=1)
     return concept_names(), masks
-
-
-# ----------------------------------------------------------------------------------------------
-# Image I/O
-# ----------------------------------------------------------------------------------------------
-
-# Pillow modes that convert to RGB faithfully, and what each one is (8 bits per channel).
-CONVERTIBLE_MODES = {
-    "L": "greyscale", "LA": "greyscale with alpha (alpha dropped)", "1": "black-and-white",
-    "P": "palette", "PA": "palette with alpha (alpha dropped)", "RGBA": "RGBA (alpha dropped)",
-    "RGBX": "RGBX", "CMYK": "CMYK", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV",
-}
-
-
-def load_image(path):
-    """Read an 8-bit image file with Pillow -> (3, H, W) float32 in [0, 1], value = byte / 255.
-
-    RGB as is; greyscale, palette, RGBA and the other CONVERTIBLE_MODES are converted to RGB (alpha
-    dropped). A 16-bit or float image (Pillow modes I;16, I, F) has no faithful 8-bit RGB -- Pillow
-    would clip it to white or round it to black -- so it is a ValueError, as is a file Pillow cannot read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path {str(path)!r} is not an existing image file")
-    try:
-        with Image.open(path) as picture:
-            picture.load()
-            if picture.mode != "RGB" and picture.mode not in CONVERTIBLE_MODES:
-                raise ValueError(f"{path} is a {picture.mode!r} image (16- or 32-bit or multi-band); minicnn "
-                                 "reads 8-bit RGB, greyscale or RGBA images: save it as an 8-bit RGB PNG or JPEG")
-            rgb = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as error:
-        raise ValueError(f"cannot read {path} as an image ({type(error).__name__}: {error})") from None
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
-
-
-def image_mode(path):
-    """Pillow's name for how the file stores its pixels ("RGB", "L", "P", "RGBA", "I;16", ...)."""
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        return picture.mode
-
-
-def save_image(path, image):
-    """Write a (3, H, W) float image with values in [0, 1] as an 8-bit file (format from the
-    suffix, e.g. .png). Values outside [0, 1] are an error, not clipped: clip them yourself."""
-    from PIL import Image
-
-    check_array(image, "image", ndim=3)
-    if image.shape[0] != 3:
-        raise ValueError(f"image must have shape (3, H, W), got {image.shape}")
-    if not np.all((image >= 0) & (image <= 1)):
-        raise ValueError(
-            f"image values must lie in [0, 1] (and not be NaN), got min {np.nanmin(image):.4g}, "
-            f"max {np.nanmax(image):.4g}; use np.clip(image, 0, 1) if that is what you mean"
-        )
-    pixels = np.round(image.transpose(1, 2, 0) * 255).astype(np.uint8)
-    Image.fromarray(pixels, mode="RGB").save(Path(path))

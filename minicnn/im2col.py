@@ -19,6 +19,8 @@ import numpy as np
 
 from .shapes import conv2d_output_shape
 
+RELU_RULES = ("gradient", "deconvnet", "guided")  # ReLU's three backward rules (see relu_backward)
+
 
 def im2col(x, kernel_size, stride, padding):
     """x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo); kernel_size, stride, padding are (h, w) pairs."""
@@ -142,4 +144,4 @@ def relu_backward(dy, x, rule):
         return np.where(dy > 0, dy, zero)
     if rule == "guided":
         return np.where((x > 0) & (dy > 0), dy, zero)
-    raise ValueError(f"rule must be one of ['gradient', 'deconvnet', 'guided'], got {rule!r}")
+    raise ValueError(f"rule must be one of {list(RELU_RULES)}, got {rule!r}")

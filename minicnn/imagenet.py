@@ -14,7 +14,7 @@ torchvision's evaluation transform, step by step (each function below does one s
 Keras' VGG16 weights were trained the Caffe way: normalize(image, "caffe") turns RGB into BGR,
 scales to 0..255 and subtracts the mean BGR pixel, without dividing by anything.
 
-Images are (3, H, W) float32 RGB in [0, 1], as minicnn.data.load_image returns them; a path, a
+Images are (3, H, W) float32 RGB in [0, 1], as minicnn.io.images.load_image returns them; a path, a
 PIL image or an (H, W, 3) uint8 array is accepted too.
 """
 from pathlib import Path
@@ -23,6 +23,7 @@ import numpy as np
 
 from . import ops
 from .checks import check_array, check_choice
+from .io.images import load_image, resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)        # RGB, of images scaled to [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,7 +69,6 @@ def as_image(image):
     from PIL import Image
 
     if isinstance(image, (str, Path)):
-        from .data import load_image
         return load_image(image)
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
@@ -93,18 +93,11 @@ def resized_shape(height, width, size):
 def resize_shorter_side(image, size=256):
     """(3, H, W) -> (3, h, w) with min(h, w) = size, bilinear with antialiasing.
 
-    Pillow's BILINEAR filter widens itself by the shrink factor when it shrinks, so each output
-    pixel averages all the input pixels under it (antialiasing), exactly the method of torch's
-    F.interpolate(..., mode="bilinear", antialias=True). Each channel is resized in Pillow's 32-bit
-    float mode, so no rounding to 8 bits happens on the way.
+    minicnn.io.images.resize: antialiased as torch's F.interpolate(..., mode="bilinear",
+    antialias=True), in float32, so no rounding to 8 bits happens on the way.
     """
-    from PIL import Image
-
     check_array(image, "image", ndim=3)
-    h, w = resized_shape(image.shape[1], image.shape[2], size)
-    channels = [Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32))
-                .resize((w, h), Image.Resampling.BILINEAR) for channel in image]
-    return np.stack([np.asarray(channel, dtype=np.float32) for channel in channels])
+    return resize(image.astype(np.float32, copy=False), resized_shape(image.shape[1], image.shape[2], size))
 
 
 def center_crop(image, size=224):
@@ -174,3 +167,8 @@ def topk(scores, k=5, class_names=IMAGENET_CLASSES):
 def top5(scores):
     """topk(scores, 5)."""
     return topk(scores, 5)
+
+
+def class_names_for(count):
+    """ImageNet's names for 1000 scores; "class 0", "class 1", ... for any other number."""
+    return IMAGENET_CLASSES if count == len(IMAGENET_CLASSES) else tuple(f"class {k}" for k in range(count))

@@ -4,8 +4,11 @@ Every layer has
     forward(x) -> y                  records what its backward needs (input, switches, columns)
     backward(dy, rule, param_grads)  -> dx; adds parameter gradients into self.grads when param_grads
     params / grads                   dicts name -> array ("weight", "bias"), PyTorch's shapes
+    geometry                         (kernel, stride, padding) pairs if each output position reads one
+                                     window of input positions, None if the layer mixes all positions
+                                     (receptive fields, minicnn.shapes, are built from it)
 
-`rule` matters only to ReLU ("gradient", "deconvnet", "guided"); every other layer ignores it, so a
+`rule` matters only to ReLU (one of ops.RELU_RULES: "gradient", "deconvnet", "guided"); every other layer ignores it, so a
 whole network can be back-propagated under one rule. No layer ever writes into an array it was given.
 backward checks that dy has exactly the shape and dtype of the last forward output (Layer._recalled).
 """
@@ -16,8 +19,13 @@ from .checks import FLOAT_DTYPES, check_array, check_choice, check_int_at_least,
 from .shapes import check_geometry, pair_at_least
 
 
+POINTWISE = ((1, 1), (1, 1), (0, 0))  # the geometry of a layer that acts on each position alone
+
+
 class Layer:
     """Base class: no parameters, training flag; backward's checks (forward ran first, dy fits its output)."""
+
+    geometry = None  # mixes all positions, unless a subclass says otherwise
 
     def __init__(self):
         self.params = {}
@@ -132,6 +140,10 @@ class Conv2d(Layer):
             self._accumulate("bias", db)
         return dx
 
+    @property
+    def geometry(self):
+        return self.kernel_size, self.stride, self.padding
+
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
@@ -174,7 +186,9 @@ class Linear(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0); backward under the chosen rule ("gradient", "deconvnet", "guided")."""
+    """max(x, 0); backward under the chosen rule (one of ops.RELU_RULES)."""
+
+    geometry = POINTWISE
 
     def forward(self, x):
         return self._remember(x, ops.relu(x))
@@ -189,6 +203,10 @@ class _Pool2d(Layer):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = ops.pool_geometry(kernel_size, stride, padding)
+
+    @property
+    def geometry(self):
+        return self.kernel_size, self.stride, self.padding
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -264,6 +282,8 @@ class Dropout(Layer):
 
     In eval mode (the default, and what visualization uses) it is the identity.
     """
+
+    geometry = POINTWISE
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

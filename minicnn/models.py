@@ -3,7 +3,7 @@
 ImageNet networks (random weights until you load a file):
 
     net = alexnet(seed=0)                                 # or vgg16(seed=0)
-    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.weights reads
+    net = load_imagenet_model("vgg16", "vgg16-397923af.pth")   # any file minicnn.io.load_weights reads
 
 Layer names. torchvision keeps AlexNet's layers in two sequences, `features` and `classifier`, so
 its parameters are called "features.0.weight", "classifier.6.bias". A minicnn layer name cannot
@@ -27,7 +27,7 @@ Our small models, for 64x64 RGB images of the shapes dataset (minicnn.data, 10 c
                     architecture class activation maps (CAM) need
     shapes_vgg()    conv-relu-conv-relu-maxpool blocks, then fully-connected layers: for
                     DeconvNet, dataset search, saliency, nearest neighbours and t-SNE
-    load_pretrained("shapes_cam")   the weights trained by scripts/train_shapes.py, checksum verified
+    load_pretrained("shapes_cam")   the weights trained by minicnn/recipes/train_shapes.py, checksum verified
 """
 import hashlib
 import json
@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import state_problems
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from .network import Network
-from .weights import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -204,13 +205,13 @@ def minicnn_to_torchvision(state):
 
 
 # Keras' VGG16 (keras.applications) names its layers block1_conv1 ... block5_conv3, fc1, fc2,
-# predictions. minicnn.weights already turns its kernels into PyTorch's (out, in, kh, kw).
+# predictions. minicnn.io already turns its kernels into PyTorch's (out, in, kh, kw).
 _KERAS_VGG16_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
 _KERAS_VGG16_DENSE = {"fc1": "classifier.0", "fc2": "classifier.3", "predictions": "classifier.6"}
 
 
 def keras_vgg16_to_torchvision(state):
-    """Keras VGG16 weights (as minicnn.weights.load_weights returns them) -> torchvision's names.
+    """Keras VGG16 weights (as minicnn.io.load_weights returns them) -> torchvision's names.
 
     Keras flattens the last feature map channels-last (7, 7, 512); fc1's columns are reordered for
     minicnn's channels-first flatten. Keras' VGG16 has no average pool: at 224x224 the feature map
@@ -247,18 +248,7 @@ def _conv_indices(channels):
 def _layout_problems(net, state):
     """Missing, unexpected and shape-mismatched keys between `state` (torchvision names) and net."""
     expected = {key: value.shape for key, value in minicnn_to_torchvision(net.named_parameters()).items()}
-    problems = []
-    mismatched = [f"{key}: file {tuple(np.shape(state[key]))} vs network {shape}"
-                  for key, shape in expected.items() if key in state and tuple(np.shape(state[key])) != shape]
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if missing:
-        problems.append(f"missing keys: {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys: {unexpected[:20]}" + (" ..." if len(unexpected) > 20 else ""))
-    return problems
+    return state_problems(expected, state)
 
 
 def _check_imagenet_name(name):
@@ -293,24 +283,33 @@ def imagenet_model_from_state(name, state, source="state"):
 
 
 def weights_cache_dir():
-    """Where scripts/fetch_weights.py keeps converted ImageNet weights: $MINICNN_CACHE or ~/.cache/minicnn."""
+    """Where minicnn/recipes/fetch_weights.py keeps converted ImageNet weights: $MINICNN_CACHE or ~/.cache/minicnn."""
     return Path(os.environ.get("MINICNN_CACHE") or Path.home() / ".cache" / "minicnn")
 
 
+def imagenet_weights_file(name, weights_path=None):
+    """The weight file to load for `name`: weights_path, or <weights_cache_dir()>/<name>.npz (the file
+    `python -m minicnn.recipes.fetch_weights NAME` writes), which must exist."""
+    _check_imagenet_name(name)
+    if weights_path is not None:
+        return Path(weights_path)
+    cached = weights_cache_dir() / f"{name}.npz"
+    if not cached.is_file():
+        raise FileNotFoundError(f"{cached} not found: get {name}'s ImageNet weights with "
+                                f"`python -m minicnn.recipes.fetch_weights {name}` (or `--from FILE.pth` to convert "
+                                "a file you have), or pass a weight file (.pth, .safetensors, .npz or Keras .h5)")
+    return cached
+
+
 def load_imagenet_model(name, weights_path=None):
-    """AlexNet or VGG16 with the weights of any file minicnn.weights.load_weights reads.
+    """AlexNet or VGG16 with the weights of any file minicnn.io.load_weights reads.
 
     name: "alexnet" or "vgg16". weights_path: torchvision's .pth (zip or legacy format),
-    .safetensors, .npz or Keras' VGG16 .h5; None: <weights_cache_dir()>/<name>.npz, the file
-    scripts/fetch_weights.py writes. Returns the Network in eval mode, float32. A file that is not
-    such weights raises minicnn.weights.WeightFileError (unreadable) or ValueError (keys or shapes).
+    .safetensors, .npz or Keras' VGG16 .h5; None: the cached file (imagenet_weights_file). Returns the
+    Network in eval mode, float32. A file that is not such weights raises minicnn.io.WeightFileError
+    (unreadable) or ValueError (keys or shapes).
     """
-    _check_imagenet_name(name)
-    if weights_path is None:
-        weights_path = weights_cache_dir() / f"{name}.npz"
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"{weights_path} not found: get {name}'s ImageNet weights with "
-                                    f"`python scripts/fetch_weights.py {name}`, or pass weights_path=")
+    weights_path = imagenet_weights_file(name, weights_path)
     return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
 
 
@@ -418,7 +417,7 @@ def _expected_sha256(card_path, weights_path):
 
 
 def load_pretrained(name, weights_dir=None):
-    """A shapes model with the weights trained by scripts/train_shapes.py, ready to use (eval mode).
+    """A shapes model with the weights trained by minicnn/recipes/train_shapes.py, ready to use (eval mode).
 
     name: "shapes_cam" or "shapes_vgg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
     another folder holding <name>.npz and its model card <name>.json, or the .npz file itself.
@@ -427,7 +426,7 @@ def load_pretrained(name, weights_dir=None):
     if name not in PRETRAINED:
         raise ValueError(f"name must be one of {list(PRETRAINED)}, got {name!r}")
     weights_path, card_path = _pretrained_paths(name, weights_dir)
-    retrain = "re-create it with `python scripts/train_shapes.py` (or pass weights_dir=)"
+    retrain = "re-create it with `python -m minicnn.recipes.train_shapes` (or pass weights_dir=)"
     for path in (weights_path, card_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {retrain}")

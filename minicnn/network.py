@@ -15,11 +15,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .checks import check_array, check_choice, check_finite
+from .checks import check_array, check_choice, check_finite, state_problems
+from .im2col import RELU_RULES
 from .layers import Layer
-from .weights import load_weights, save_weights
-
-RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
 class Network:
@@ -53,6 +51,17 @@ class Network:
         if name not in self.layers:
             raise KeyError(f"unknown layer {name!r}; valid layer names are {self.names}")
         return self.names.index(name)
+
+    def spatial_layers(self):
+        """Names of the layers whose outputs are still maps of positions (N, C, h, w), each position with
+        a receptive field: every layer before the first one that mixes all positions (geometry None:
+        Flatten, Linear, global or adaptive pooling). Dataset search, CAM and dissection work on these."""
+        names = []
+        for name in self.names:
+            if self.layers[name].geometry is None:
+                break
+            names.append(name)
+        return names
 
     def reset_parameters(self, seed):
         """Re-draw all parameters, layer by layer, from np.random.default_rng(seed)."""
@@ -199,17 +208,7 @@ class Network:
             raise TypeError(f"state must be a dict of arrays keyed like {list(self.named_parameters())[:2]}, "
                             f"got {type(state).__name__}")
         own = self.named_parameters()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        mismatched = [f"{k}: file {tuple(np.shape(state[k]))} vs network {own[k].shape}"
-                      for k in own if k in state and tuple(np.shape(state[k])) != own[k].shape]
-        problems = []
-        if mismatched:
-            problems.append("shape mismatches: " + "; ".join(mismatched))
-        if strict and missing:
-            problems.append(f"missing keys: {missing}")
-        if strict and unexpected:
-            problems.append(f"unexpected keys: {unexpected}")
+        problems = state_problems({key: value.shape for key, value in own.items()}, state, strict)
         if problems:
             raise ValueError("state does not fit this network: " + " | ".join(problems))
         converted = {key: self._converted(key, state[key], target.dtype) for key, target in own.items() if key in state}
@@ -226,11 +225,3 @@ class Network:
         with np.errstate(over="ignore"):  # an overflow is reported just below, as an error
             converted = check_finite(value, key).astype(dtype)
         return check_finite(converted, f"{key} converted to {dtype}")
-
-    def save(self, path):
-        """Save the parameters to an .npz (or .safetensors) file: plain arrays, no pickle."""
-        save_weights(path, self.state_dict())
-
-    def load(self, path):
-        """Load parameters from any file minicnn.weights.load_weights reads; nothing in it is executed."""
-        return self.load_state_dict(load_weights(path))

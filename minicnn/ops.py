@@ -15,10 +15,10 @@ inside the tiled convolution kernels).
 import numpy as np
 
 from . import kernels
+from .im2col import RELU_RULES
 from .checks import check_array, check_choice, check_int_at_least, check_labels, check_shape
 from .shapes import check_geometry, conv2d_output_shape, conv_transpose2d_output_shape, pair, pair_at_least
 
-RELU_RULES = ("gradient", "deconvnet", "guided")
 
 # what one entry along each axis is called, for the layouts below (NCHW images, FCHW filters, ...)
 AXIS_NAMES = {"N": "image", "C": "channel", "H": "row", "W": "column", "F": "filter", "K": "class",

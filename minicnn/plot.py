@@ -1,4 +1,4 @@
-"""Figures for the README and the lessons: plain functions, each returns a matplotlib Figure.
+"""Figures for the tour, the docs and the lessons: plain functions, each returns a matplotlib Figure.
 
 Every function takes an optional ``path``: when given, the figure is also saved there as a PNG.
 The figures are built with ``matplotlib.figure.Figure`` directly (rendered by the Agg backend), not
@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from minicnn.data import CLASS_NAMES, COLOR_NAMES, ShapesBatch
 
 OBJECT_OUTLINE = "white"
 DISTRACTOR_OUTLINE = "black"
+# the lecture's board colours: row 0 'no weight' (white), then the weights w1 (blue), w2 (green),
+# w3 (purple), w4 (yellow); also the four parity classes of a stride-2 transposed convolution
+WEIGHT_COLOURS = np.array([[1.0, 1.0, 1.0], [0.55, 0.75, 0.95], [0.6, 0.85, 0.6], [0.8, 0.7, 0.95], [0.98, 0.85, 0.45]])
 
 
 def to_hwc(image):
@@ -52,7 +54,7 @@ def sample_grid(batch, n=16, path=None, show_masks=True, ncols=None):
     With show_masks, the object's mask is outlined in white and the distractor's (if any) in
     black, so one can check that the ground truth sits exactly on the drawn object.
     """
-    if not isinstance(batch, ShapesBatch):
+    if not all(hasattr(batch, name) for name in ("images", "captions", "masks", "distractor_masks")):
         raise TypeError(f"batch must be a ShapesBatch (from minicnn.data.make_shapes), got {type(batch).__name__}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
@@ -60,9 +62,10 @@ def sample_grid(batch, n=16, path=None, show_masks=True, ncols=None):
     if n == 0:
         raise ValueError("batch is empty: there is nothing to show")
     fig, axes = grid_figure(n, ncols)
+    captions = batch.captions
     for i, ax in enumerate(axes[:n]):
         ax.imshow(to_hwc(batch.images[i]), vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{COLOR_NAMES[batch.colors[i]]} {CLASS_NAMES[batch.labels[i]]}", fontsize=8)
+        ax.set_title(captions[i], fontsize=8)
         if show_masks:
             _outline(ax, batch.masks[i], OBJECT_OUTLINE)
             _outline(ax, batch.distractor_masks[i], DISTRACTOR_OUTLINE)

@@ -162,25 +162,20 @@ def _geometry_of_list(layers):
 def _geometry_of_network(net, upto):
     """A Network's layers up to `upto` -> [(name, kernel, stride, padding), ...].
 
-    Windowed layers (Conv2d, MaxPool2d, AvgPool2d: anything with kernel_size, stride and padding)
-    change the geometry; ReLU and Dropout act on each position alone (kernel 1, stride 1).
-    Flatten, Linear and global pooling mix all positions: a receptive field ends before them.
+    Each layer states its own `geometry`: (kernel, stride, padding) for windowed layers (Conv2d,
+    pooling), kernel 1 stride 1 for layers acting on each position alone (ReLU, Dropout), None for
+    layers mixing all positions (Flatten, Linear, global pooling): a receptive field ends before them.
     """
-    from .layers import Dropout, ReLU  # imported here: layers.py itself builds on this module
-
     names = net.names if upto is None else net.names[: net._index(upto) + 1]
     steps = []
     for name in names:
-        layer = net.layers[name]
-        if all(hasattr(layer, attr) for attr in ("kernel_size", "stride", "padding")):
-            steps.append((name,) + check_geometry(layer.kernel_size, layer.stride, layer.padding))
-        elif isinstance(layer, (ReLU, Dropout)):
-            steps.append((name, (1, 1), (1, 1), (0, 0)))
-        else:
+        geometry = net.layers[name].geometry
+        if geometry is None:
             raise ValueError(
-                f"layer {name!r} ({type(layer).__name__}) has no receptive-field geometry (it mixes all "
-                f"positions or is unknown); pass upto= the name of a layer before it, e.g. upto={names[0]!r}"
+                f"layer {name!r} ({type(net.layers[name]).__name__}) has no receptive-field geometry (it mixes "
+                f"all positions); pass upto= the name of a layer before it, e.g. upto={names[0]!r}"
             )
+        steps.append((name,) + check_geometry(*geometry))
     return steps
 
 

@@ -22,9 +22,7 @@ from minicnn.data import (
     concept_masks,
     concept_names,
     iter_shapes,
-    load_image,
     make_shapes,
-    save_image,
 )
 
 
@@ -239,44 +237,8 @@ def test_bad_iter_and_concept_arguments():
 
 
 # ----------------------------------------------------------------------------------------------
-# Image I/O and the figure
+# The figure
 # ----------------------------------------------------------------------------------------------
-
-def test_save_then_load_round_trip(tmp_path):
-    image = REFERENCE.images[0]
-    save_image(tmp_path / "x.png", image)
-    loaded = load_image(tmp_path / "x.png")
-    assert loaded.shape == image.shape and loaded.dtype == np.float32
-    assert np.abs(loaded - image).max() <= 0.5 / 255 + 1e-6
-
-
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
-def test_load_converts_to_rgb(tmp_path, mode):
-    Image.new(mode, (7, 5)).save(tmp_path / "x.png")
-    image = load_image(tmp_path / "x.png")
-    assert image.shape == (3, 5, 7) and image.dtype == np.float32
-
-
-def test_image_io_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.png"):
-        load_image(tmp_path / "missing.png")
-    # 16-bit and float images have no faithful 8-bit RGB: Pillow's convert would give white / black
-    Image.fromarray(np.full((4, 5), 1000, np.uint16)).save(tmp_path / "deep.png")
-    with pytest.raises(ValueError, match=r"deep.png is a 'I;16' image .* 8-bit"):
-        load_image(tmp_path / "deep.png")
-    Image.fromarray(np.full((4, 5), 0.25, np.float32)).save(tmp_path / "float.tiff")
-    with pytest.raises(ValueError, match=r"float.tiff is a 'F' image"):
-        load_image(tmp_path / "float.tiff")
-    (tmp_path / "text.png").write_text("not an image")
-    with pytest.raises(ValueError, match=r"cannot read .*text.png as an image"):
-        load_image(tmp_path / "text.png")
-    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*max 1.5"):
-        save_image(tmp_path / "x.png", np.full((3, 4, 4), 1.5, np.float32))
-    with pytest.raises(ValueError, match=r"shape \(3, H, W\), got \(4, 4, 3\)"):
-        save_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(TypeError, match="float32 or float64"):
-        save_image(tmp_path / "x.png", np.zeros((3, 4, 4), np.uint8))
-
 
 def test_sample_grid_figure(tmp_path):
     from minicnn.plot import sample_grid

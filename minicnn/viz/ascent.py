@@ -94,27 +94,17 @@ def class_model(net, target, steps=200, lr=0.05, l2=1e-3, decay=0.01, blur_every
     """Class model visualization (Simonyan 2014): the image that maximizes the PRE-softmax score S_c.
 
     The network's last layer must give class scores (N, K). From the image `mean` (0.5: mid-grey),
-    gradient ascent on S_c - lambda ||x||^2 with Yosinski's regularizers on by default: decay 0.01, a
+    gradient ascent on S - l2 ||x||^2 with Yosinski's regularizers on by default: decay 0.01, a
     Gaussian blur (sigma 0.5) every 2 steps, jitter up to 4 pixels, normalized steps of 0.05. Without
-    them the ascent finds high-frequency patterns (try blur_every=0, decay=0, jitter=0); with them the
-    pictures show stripes for "striped_patch", dots for "dotted_patch". On the shipped shapes_vgg,
-    with seed 0, every class model is classified as its class with p >= 0.9 (the tests and lesson 8
-    assert it); over jitter seeds 0-3, 39 of the 40 are, and the striped_patch model of seed 1 is a
-    checker_patch. A stronger blur (sigma 1, the default until 2026-12-07) turns the stripes into a
-    checker on every seed. These are properties of the shipped network, not of the method: seven
-    shapes_vgg trained with other init seeds (README, Network Dissection; measured with sigma 1) reach
-    p >= 0.9 for 7 to 9 of their 10 classes.
+    them the ascent finds high-frequency patterns (try blur_every=0, decay=0, jitter=0).
 
     objective="score" (the lecture's): S = S_c. Pre-softmax, because p(c) can also rise by pushing
-    other classes down; S_c can only rise by showing more of c. But "more of c" need not make c the
-    TOP class: in a ReLU network every score grows with the image's contrast, and some other class
-    may grow faster (as checker_patch does for the striped_patch model above).
+    other classes down; S_c can only rise by showing more of c (which need not make c the top class:
+    every score of a ReLU network grows with the image's contrast).
     objective="log_probability": S = log p_c = S_c - log sum_k exp(S_k), whose gradient at the scores
-    is e_c - p: up for c, down for every other class in proportion to its probability. It does NOT
-    give better class models here. log p flattens out near 0 once c wins (dS/dx falls to ~1e-10), but
-    a normalized step keeps its size, so the L2 pull, the decay and the blur take over: p falls, climbs
-    again, and the last image can be anywhere on that cycle. On the shipped shapes_vgg with the
-    defaults, 3 of the 10 classes end at p >= 0.9 (normalize=False, lr=1: 4 of 10).
+    is e_c - p: up for c, down for every other class in proportion to its probability. It flattens
+    out near 0 once c wins, while a normalized step keeps its size, so the regularizers take over
+    there. docs/results/class-models.md shows what both give on the shipped networks.
     Returns an AscentResult (output = the final scores).
     """
     x0 = _start_image(net, shape, start, seed)

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import check_array, check_choice, check_finite, check_int_at_least, check_number
-from ..ops import softmax
+from ..ops import RELU_RULES, softmax
 from ..shapes import check_geometry, conv_output_size
 
 
@@ -157,7 +157,7 @@ def score_gradient(net, x, target, rule="gradient"):
     rule "gradient" is the true gradient; "guided" and "deconvnet" change only what the ReLUs pass
     back. S is the PRE-softmax score: p(c) can rise just because other scores fall, S_c cannot.
     """
-    check_choice(rule, "rule", ("gradient", "deconvnet", "guided"))
+    check_choice(rule, "rule", RELU_RULES)
     check_images(net, x)
     with eval_mode(net):
         scores = check_scores(net, forward_checked(net, x))

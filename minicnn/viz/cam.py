@@ -146,7 +146,7 @@ def grad_cam(net, x, target, layer, upsample=True):
         if volume.ndim != 4:
             raise ValueError(
                 f"grad_cam needs a layer whose output is a (N, K, h, w) volume, but {layer!r} gives shape "
-                f"{volume.shape}; choose one of {volume_layers(net)}"
+                f"{volume.shape}; choose one of {net.spatial_layers()}"
             )
         scores = check_scores(net, net.forward(volume, after=layer))
         targets = check_targets(target, len(x), scores.shape[1])
@@ -160,27 +160,16 @@ def grad_cam(net, x, target, layer, upsample=True):
 def _check_volume_layer(net, layer):
     """`layer` must name a layer before the last one (the scores have no spatial maps)."""
     if not isinstance(layer, str) or layer not in net.names:
-        raise KeyError(f"unknown layer {layer!r}; layers with feature maps are {volume_layers(net)}")
+        raise KeyError(f"unknown layer {layer!r}; layers with feature maps are {net.spatial_layers()}")
     if layer == net.names[-1]:
         raise ValueError(
-            f"layer {layer!r} is the last layer (the scores); choose a layer with feature maps, one of {volume_layers(net)}"
+            f"layer {layer!r} is the last layer (the scores); choose a layer with feature maps, one of {net.spatial_layers()}"
         )
-
-
-def volume_layers(net):
-    """Names of the layers that come before any layer mixing all positions (Flatten, GAP, Linear):
-    the candidates for Grad-CAM (their outputs are (N, K, h, w) volumes)."""
-    names = []
-    for name in net.names:
-        if isinstance(net.layers[name], (Flatten, GlobalAvgPool2d, Linear)):
-            break
-        names.append(name)
-    return names
 
 
 def last_conv_layer(net):
     """The usual Grad-CAM layer: the last Conv2d before the head, or the ReLU right after it."""
-    candidates = volume_layers(net)
+    candidates = net.spatial_layers()
     convs = [i for i, name in enumerate(candidates) if isinstance(net.layers[name], Conv2d)]
     if not convs:
         raise ValueError(f"the network has no Conv2d before its head; its layers are {net.names}")

@@ -30,7 +30,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import check_array, check_int_at_least, check_number
-from ..data import ShapesBatch, concept_masks
 from .attribution import check_images, eval_mode, forward_checked
 from .cam import upsample_bilinear
 
@@ -81,8 +80,8 @@ def dissect(net, dataset, layer, quantile=0.005, iou_threshold=0.04, batch_size=
     """Network Dissection of every unit (channel) of `layer`; returns a Dissection.
 
     dataset, read twice (see the module docstring), is one of
-      - a ShapesBatch (minicnn.data.make_shapes): cut into `batch_size` images at a time, its concept
-        masks from minicnn.data.concept_masks;
+      - a ShapesBatch (minicnn.data.make_shapes; anything with .images and .concepts()): cut into
+        `batch_size` images at a time, its concept masks from its .concepts();
       - a function returning a fresh iterable of batches, e.g. lambda: data.iter_shapes(2000, seed=1);
       - a list (or tuple) of batches.
     A batch is a ShapesBatch or a pair (images (n, C, H, W), masks (n, n_concepts, H, W) bool); with
@@ -110,9 +109,15 @@ def dissect(net, dataset, layer, quantile=0.005, iou_threshold=0.04, batch_size=
             raise ValueError("the dataset gave different batches on its second reading; pass a list, a "
                              "ShapesBatch or a function that returns the same batches every time")
         counts = _add_counts(counts, iou_counts(activations[index], thresholds, masks))
+    return dissection_from_counts(counts, thresholds, names, layer, quantile, iou_threshold)
+
+
+def dissection_from_counts(counts, thresholds, concept_names, layer, quantile, iou_threshold):
+    """The Dissection of one layer from its pixel counts (intersection (K, C), unit area (K,), concept
+    area (C,)) and thresholds T_k (K,); iou_threshold picks the detectors."""
     iou = iou_from_counts(*counts)
-    return Dissection(_table(iou, names, iou_threshold), iou, thresholds, tuple(names), layer, quantile,
-                      iou_threshold)
+    return Dissection(_table(iou, concept_names, iou_threshold), iou, thresholds, tuple(concept_names), layer,
+                      quantile, iou_threshold)
 
 
 def unit_thresholds(activations, quantile):
@@ -173,7 +178,7 @@ def _table(iou, names, iou_threshold):
 
 def _batches(dataset, batch_size, concept_names, description, progress):
     """One reading of the dataset: yields (images, masks (n, C, H, W) bool, concept names)."""
-    if isinstance(dataset, ShapesBatch):
+    if hasattr(dataset, "concepts"):  # one labelled batch (a ShapesBatch): read it batch_size at a time
         source = (dataset[start:start + batch_size] for start in range(0, len(dataset), batch_size))
         total = -(-len(dataset) // batch_size)
     elif callable(dataset):
@@ -190,8 +195,8 @@ def _batches(dataset, batch_size, concept_names, description, progress):
 
 
 def _images_and_masks(batch, concept_names):
-    if isinstance(batch, ShapesBatch):
-        names, masks = concept_masks(batch)
+    if hasattr(batch, "concepts"):  # a batch that labels its own pixels (a ShapesBatch)
+        names, masks = batch.concepts()
         return batch.images, masks, names
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise TypeError(f"each batch must be a ShapesBatch or a pair (images, masks), got {type(batch).__name__}")

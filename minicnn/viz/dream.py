@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..checks import check_array, check_finite, check_int_at_least, check_number
 from .ascent import check_pixel_range
+from ..io.images import resize
 from .attribution import eval_mode
 
 
@@ -74,15 +75,6 @@ def octave_pyramid(image, octaves, octave_scale):
     for _ in range(octaves - 1):
         pyramid.append(zoom(pyramid[-1], (1, 1 / octave_scale, 1 / octave_scale), order=1))
     return pyramid
-
-
-def resize(image, hw):
-    """Bilinear resize of a (C, h, w) image to (C, H, W) with scipy.ndimage.zoom."""
-    h, w = image.shape[1:]
-    out = zoom(image, (1, hw[0] / h, hw[1] / w), order=1)
-    if out.shape[1:] != tuple(hw):  # zoom rounds the output size; never off by more than one pixel
-        raise RuntimeError(f"zoom gave {out.shape[1:]} instead of {tuple(hw)}")
-    return out
 
 
 def deep_dream(net, image, layer, steps=10, step_size=1.5, octaves=4, octave_scale=1.4, jitter=32,

@@ -77,25 +77,9 @@ class Deconvnet(NamedTuple):
 # which layers have a receptive field, and argument checks
 
 
-def spatial_layers(net):
-    """The layers a unit-and-position search works on: those up to which receptive_field works.
-
-    Conv2d, pooling, ReLU and Dropout keep a map of positions; the first Flatten, Linear or global
-    pooling mixes all positions, so the list stops before it.
-    """
-    names = []
-    for name in net.names:
-        try:
-            receptive_field(net, upto=name)
-        except ValueError:
-            break
-        names.append(name)
-    return names
-
-
 def check_spatial_layer(net, layer):
     """The ReceptiveField of `layer`, or a clear error naming the layers that have one."""
-    valid = spatial_layers(net)
+    valid = net.spatial_layers()
     if layer not in net.names:
         raise KeyError(f"unknown layer {layer!r}; layers with a receptive field (valid here) are {valid}")
     if layer not in valid:
@@ -227,7 +211,7 @@ def top_patches(net, images, layer, channel, k=9, batch_size=128, progress=True)
     Returns a list of at most k Patch(index, position, activation, box, unclipped_box, crop), sorted
     by activation, largest first (ties: lower image index first). Each crop is the image's pixels in
     the receptive field of (i*, j*), clipped at the image border, so border crops are smaller.
-    layer must have a receptive field (see spatial_layers); channel an int in [0, channels).
+    layer must have a receptive field (see Network.spatial_layers); channel an int in [0, channels).
     """
     return top_patches_for_channels(net, images, layer, [channel], k, batch_size, progress)[channel]
 

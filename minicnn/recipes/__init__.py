@@ -1,0 +1,11 @@
+"""Recipes: the programs that made the shipped weights and the measured tables, inside the package so
+that they run after a regular `pip install .`.
+
+    python -m minicnn.recipes.train_shapes --help        train shapes_cam / shapes_vgg (`minicnn train shapes`)
+    python -m minicnn.recipes.pointing_game --help       the pointing game on held-out shapes images
+    python -m minicnn.recipes.select_shapes_vgg --help   retrained shapes_vgg networks measured side by side
+    python -m minicnn.recipes.fetch_weights --help       convert torchvision's AlexNet / VGG16 weights
+    python -m minicnn.recipes.compile_time --help        the Numba kernels' first-call compile time
+
+Each is a module with a `main(argv=None)`; the results pages in docs/ name the command that wrote them.
+"""
