@@ -135,7 +135,7 @@ def main(argv=None):
             print(f"browser  {counted:7.1f} frames/s counted, the page shows {shown:.1f} frames/s "
                   "(headless Chromium, fake camera)", flush=True)
         if args.units:
-            from ..tour import search_layers
+            from ..tour.subject import search_layers
 
             for layer, (first, each) in unit_seconds(url, search_layers(explorer.net)).items():
                 print(f"unit     {layer}: first request (the search) {first:.2f} s, then a unit with its 18 "

@@ -63,14 +63,41 @@ class Image(NamedTuple):
 
 
 class Dataset(NamedTuple):
-    """Images to search for a unit's top patches: inputs (N, 3, H, W), displays (N, 3, H, W) RGB,
-    names (N,), description, and the ShapesBatch when the images come with concept masks (dissection)."""
+    """Images held in memory, searched on the spot for a unit's top patches: inputs (N, 3, H, W),
+    displays (N, 3, H, W) RGB, names (N,), description, and the ShapesBatch when the images come with
+    concept masks (dissection)."""
 
     inputs: np.ndarray
     displays: np.ndarray
     names: tuple
     description: str
     shapes_batch: object = None
+
+    def input(self, n):
+        """(1, 3, H, W): image n as it goes into the network."""
+        return self.inputs[n:n + 1]
+
+    def display(self, n):
+        """(3, H, W) RGB in [0, 1]: image n as the network sees it."""
+        return self.displays[n]
+
+
+class IndexedDataset:
+    """The images of a minicnn.index index, read from its source when asked for (the same interface as
+    Dataset; the unit view reads the index's top hits instead of searching)."""
+
+    shapes_batch = None
+
+    def __init__(self, index):
+        self.index = index
+        self.names = tuple(index.name_of(n) for n in range(index.num_images))
+        self.description = f"the index at {index.folder} ({index.num_images} images)"
+
+    def input(self, n):
+        return self.index.network_input(n)[None]
+
+    def display(self, n):
+        return self.index.display(n)
 
 
 def twin(net):
@@ -111,7 +138,8 @@ class Explorer:
     name: "shapes_vgg", "shapes_cam", "alexnet" or "vgg16"; net: the network predicted with; cam_net:
     a GAP + linear network for CAM (shapes_cam; shapes_vgg borrows it as `minicnn explain` does) or None;
     mode: "shapes" (64 x 64 inputs in [0, 1]) or ImageNet preprocessing "torch" / "caffe";
-    dataset: a Dataset, or None; index: an object with .top(layer, channel) (minicnn.index), or None.
+    dataset: a Dataset, or None; index: a minicnn.index Index of this network (then dataset is its
+    images), or None.
     """
 
     def __init__(self, name, net, cam_net, class_names, mode, dataset=None, index=None):
@@ -121,7 +149,8 @@ class Explorer:
         self.unit_net, self.unit_lock = twin(net), threading.Lock()        # the dataset search, DeconvNet
         self.worker_net, self.worker_lock = twin(net), threading.Lock()    # long work in the worker thread
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minicnn-explore-job")
-        self.dataset, self.index = dataset, index
+        self.index = index
+        self.dataset = IndexedDataset(index) if index is not None else dataset
         self.images = OrderedDict()
         self.images_lock = threading.Lock()
         self.jobs = {}
@@ -146,7 +175,7 @@ class Explorer:
         layers = [{"name": name, "shape": list(self.layer_shapes[name]), "kind": type(self.net[name]).__name__,
                    "conv": self.conv_of(name, required=False) is not None, "spatial": name in self.spatial}
                   for name in self.net.names]
-        dataset = None if self.dataset is None else {"count": len(self.dataset.inputs),
+        dataset = None if self.dataset is None else {"count": len(self.dataset.names),
                                                       "description": self.dataset.description}
         return {"name": self.name, "input": [3, self.input_size, self.input_size], "layers": layers,
                 "classes": list(self.class_names), "methods": self.methods,
@@ -229,14 +258,14 @@ class Explorer:
         """The Image called image_id: "dataset-N" or an id add_image returned."""
         if isinstance(image_id, str) and image_id.startswith("dataset-") and self.dataset is not None:
             number = image_id[len("dataset-"):]
-            if number.isdigit() and int(number) < len(self.dataset.inputs):
+            if number.isdigit() and int(number) < len(self.dataset.names):
                 n = int(number)
-                return Image(image_id, self.dataset.names[n], self.dataset.inputs[n:n + 1], self.dataset.displays[n], [])
+                return Image(image_id, self.dataset.names[n], self.dataset.input(n), self.dataset.display(n), [])
         with self.images_lock:
             if image_id in self.images:
                 self.images.move_to_end(image_id)
                 return self.images[image_id]
-        count = 0 if self.dataset is None else len(self.dataset.inputs)
+        count = 0 if self.dataset is None else len(self.dataset.names)
         raise ExplorerError(404, f"unknown image {image_id!r}: use dataset-0 to dataset-{count - 1} or the id "
                                  "POST /api/images returned (images are forgotten after "
                                  f"{KEPT_IMAGES} newer ones)")
@@ -359,15 +388,19 @@ class Explorer:
         """The top-9 patches of one unit, best first: [Patch] from viz.search.top_patches (or the index)."""
         self.check_layer(layer, spatial=True)
         self.check_channel(layer, channel)
-        if self.index is not None:
-            return list(self.index.top(layer, channel))[:TOP_K]
-        return self.search(layer)[channel]
+        if self.index is None:
+            return self.search(layer)[channel]
+        if layer not in self.index.layers:
+            indexed = list(self.index.layers)
+            raise ExplorerError(404, f"layer {layer!r} is not in the index; indexed layers are: {', '.join(indexed)}",
+                                indexed)
+        return self.index.patches(layer, channel)[:TOP_K]
 
     def patch_picture(self, layer, channel, rank):
         """(3, h, w) RGB crop of the rank-th patch (its receptive field clipped to the image)."""
         hit = self._hit(layer, channel, rank)
         top, bottom, left, right = hit.box
-        return self.dataset.displays[hit.index][:, top:bottom, left:right]
+        return self.dataset.display(hit.index)[:, top:bottom, left:right]
 
     def deconv_picture(self, layer, channel, rank):
         """(3, h, w) the DeconvNet reconstruction of the rank-th patch's maximum, cropped to its field,
@@ -377,7 +410,7 @@ class Explorer:
 
         hit = self._hit(layer, channel, rank)
         with self.unit_lock:
-            result = deconvnet(self.unit_net, self.dataset.inputs[hit.index:hit.index + 1], layer, channel)
+            result = deconvnet(self.unit_net, self.dataset.input(hit.index), layer, channel)
         picture = signal_picture(result.crop)
         return picture[::-1] if self.mode == "caffe" else picture
 
