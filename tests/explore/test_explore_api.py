@@ -396,6 +396,40 @@ def test_an_index_of_another_model_is_one_clear_error(index_folder):
         build_explorer("shapes_cam", index=index_folder)
 
 
+def test_an_imagenet_model_runs_through_the_same_api(tmp_path):
+    """AlexNet (random weights: the API's code, not ImageNet's answers) on two images of other sizes:
+    explain's resize and centre crop, the top-5, a strided conv's numbers, units, and no CAM."""
+    from minicnn.explore.server import folder_dataset
+    from minicnn.explore.state import Explorer
+    from minicnn.imagenet import IMAGENET_CLASSES
+    from minicnn.models import alexnet
+
+    rng = np.random.default_rng(0)
+    for name, size in (("wide.png", (300, 200)), ("square.jpg", (256, 256))):
+        Image.fromarray(rng.integers(0, 256, size[::-1] + (3,), dtype=np.uint8)).save(tmp_path / name)
+    net = alexnet(seed=0)
+    explorer = Explorer("alexnet", net, None, IMAGENET_CLASSES, "torch")
+    explorer.dataset = folder_dataset(tmp_path, explorer.network_input)
+    try:
+        with TestClient(create_app(explorer)) as client:
+            answer = client.post("/api/predict", files={"image": ("wide.png", (tmp_path / "wide.png").read_bytes())})
+            x = cli.imagenet_input(cli.read_image(tmp_path / "wide.png")[0], "torch")[0]
+            assert [(r["class"], r["probability"]) for r in answer.json()["top5"]] == topk(net.forward(x)[0], 5)
+            assert any("enlarged" in note for note in answer.json()["image"]["notes"])
+            numbers_ = client.get("/api/numbers/features_1?image_id=dataset-1&channel=7&i=10&j=20").json()
+            value = net.forward(explorer.dataset.input(1), upto="features_0")[0, 7, 10, 20]
+            np.testing.assert_allclose(numbers_["sum"], value, rtol=1e-4, atol=1e-4)
+            assert numbers_["rows"] == list(range(10 * 4 - 2, 10 * 4 - 2 + 11))   # stride 4, padding 2, 11 x 11
+            units = client.get("/api/units/features_4/3").json()["patches"]
+            expected = top_patches(net, explorer.dataset.inputs, "features_4", 3, k=9, progress=False)
+            assert [(p["image"], p["activation"]) for p in units] == [(f"dataset-{h.index}", h.activation)
+                                                                       for h in expected]
+            assert client.get("/api/model").json()["methods"] == ["saliency", "occlusion", "gradcam", "guided"]
+            assert client.post("/api/maps", data={"image_id": "dataset-0", "method": "cam"}).status_code == 404
+    finally:
+        explorer.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # the command
 
