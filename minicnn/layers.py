@@ -103,11 +103,14 @@ def _init_weight(init, rng, shape, fan_in, fan_out, dtype):
 
 
 class Conv2d(Layer):
-    """2D convolution, weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
+    """2D convolution, weight (out_channels, in_channels, kh, kw), bias (out_channels,).
+    algorithm: "auto", "im2col" or "winograd", for the forward pass and dx (ops.choose_conv_algorithm);
+    an attribute, so it can be changed later (Network.set_conv_algorithm sets it on every Conv2d)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 init="he", rng=None, dtype=np.float32):
+                 init="he", rng=None, dtype=np.float32, algorithm="auto"):
         super().__init__()
+        self.algorithm = check_choice(algorithm, "algorithm", ops.CONV_ALGORITHMS)
         self.in_channels = check_int_at_least(in_channels, "in_channels", 1)
         self.out_channels = check_int_at_least(out_channels, "out_channels", 1)
         self.kernel_size, self.stride, self.padding = check_geometry(kernel_size, stride, padding)
@@ -125,7 +128,7 @@ class Conv2d(Layer):
 
     def forward(self, x):
         """x (N, C, H, W) -> (N, F, Ho, Wo). Keeps x: backward rebuilds its im2col columns tile by tile."""
-        y = ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
+        y = ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding, self.algorithm)
         return self._remember(x, y)
 
     def backward(self, dy, rule="gradient", param_grads=True):
@@ -133,8 +136,8 @@ class Conv2d(Layer):
         x = self._recalled(dy)
         w = self.params["weight"]
         if not param_grads:
-            return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding)
-        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding)
+            return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding, self.algorithm)
+        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding, self.algorithm)
         self._accumulate("weight", dw)
         if self.use_bias:
             self._accumulate("bias", db)

@@ -223,3 +223,12 @@ def test_adaptive_pool_takes_a_numpy_int_output_size():
     np.testing.assert_array_equal(ops.adaptive_avg_pool2d(x, np.int64(3)), ops.adaptive_avg_pool2d(x, (3, 3)))
     with pytest.raises(ValueError, match=r"output_size must be >= 1, got \(0, 0\)"):
         ops.adaptive_avg_pool2d(x, 0)
+
+
+def test_checks_live_in_ops_not_in_the_kernels():
+    """The kernels trust their callers: these rejections come from ops (kernels.py repeats none of them)."""
+    x32 = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"padding must be at most half the kernel size \(2, 2\)"):
+        ops.max_pool2d(x32, 2, 1, (0, 2))
+    with pytest.raises(ValueError, match=r"dy must have shape \(1, 2, 2, 2\)"):
+        ops.conv2d_backward(np.zeros((1, 2, 3, 3), np.float32), x32, np.zeros((2, 1, 3, 3), np.float32))

@@ -183,3 +183,33 @@ def test_adaptive_avg_pool2d_equals_torch(n, c, h, w, oh, ow, dtype, seed):
     dy = random_array(seed + 1, ty.shape, dtype)
     ty.backward(tensor(dy))
     assert_close(ops.adaptive_avg_pool2d_backward(dy, x.shape), tx.grad.numpy(), dtype)
+
+
+@st.composite
+def winograd_geometry(draw):
+    """3x3, stride 1, padding 0-2; channels 1-512 (few images and small maps when there are many)."""
+    padding = draw(st.integers(0, 2))
+    c, f = (draw(st.sampled_from([1, 2, 3, 5, 16, 31, 64, 128, 512])) for _ in range(2))
+    largest = 40 if max(c, f) <= 64 else 12
+    h = draw(st.integers(max(1, 3 - 2 * padding), largest))
+    w = draw(st.integers(max(1, 3 - 2 * padding), largest))
+    return (draw(st.integers(1, 2)), c, h, w), (f, c, 3, 3), padding
+
+
+@SETTINGS
+@given(winograd_geometry(), dtypes, seeds)
+def test_winograd_conv2d_and_input_gradient_equal_torch(geometry, dtype, seed):
+    """algorithm="winograd": float32 within 2e-5 of max |y| of torch's, float64 within 1e-10."""
+    x_shape, w_shape, padding = geometry
+    x, w = random_array(seed, x_shape, dtype), random_array(seed + 1, w_shape, dtype)
+    b = random_array(seed + 2, (w_shape[0],), dtype)
+    tx, tw = tensor(x, True), tensor(w)
+    ty = F.conv2d(tx, tw, tensor(b), padding=padding)
+    tolerance = 2e-5 if dtype == np.float32 else 1e-10
+    y = ops.conv2d(x, w, b, 1, padding, algorithm="winograd")
+    expected = ty.detach().numpy()
+    assert np.abs(y - expected).max() <= tolerance * np.abs(expected).max()
+    dy = random_array(seed + 3, y.shape, dtype)
+    ty.backward(tensor(dy))
+    dx = ops.conv2d_input_gradient(dy, w, x.shape, 1, padding, algorithm="winograd")
+    assert np.abs(dx - tx.grad.numpy()).max() <= tolerance * np.abs(tx.grad.numpy()).max()
