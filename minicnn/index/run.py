@@ -22,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import check_choice, check_int_at_least, check_number
+from ..network import Network
 from ..viz.attribution import check_images, eval_mode
 from ..viz.search import check_spatial_layer
 from . import dissect as streaming
-from .model import GivenModel, loaded, weights_sha256
+from .model import GivenModel, ModelSpec, loaded, weights_sha256
 from .store import (field_to_json, open_run_folder, read_arrays, read_manifest, shard_path, write_arrays,
                     write_json)
 from .topk import TopK, batch_topk, merge_topk
@@ -280,8 +281,12 @@ def _tree_merge(client, job, futures):
 def _prepare(model, source, layers, scheduler):
     """(spec, net, layers as a tuple, {layer: ReceptiveField}) with every argument checked."""
     check_choice(scheduler, "scheduler", SCHEDULERS)
-    spec = model if hasattr(model, "load") and hasattr(model, "key") else GivenModel(model, "network",
-                                                                                     source.preprocessing)
+    if isinstance(model, Network):
+        spec = GivenModel(model, "network", source.preprocessing)
+    elif isinstance(model, (ModelSpec, GivenModel)):
+        spec = model
+    else:
+        raise TypeError(f"model must be a ModelSpec, a GivenModel or a Network, got {type(model).__name__}")
     net, _ = loaded(spec)
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:
