@@ -226,6 +226,8 @@ def local_cluster(workers):
 def run_job(job, spec, source, plan, folder, client=None, progress=True):
     """Run `job` over every shard of `plan` whose file is not in `folder` yet -- in this process, or as
     tasks of the Dask `client` -- then merge all shards. Returns the ShardResult of the whole source."""
+    for leftover in Path(folder).glob(f"shards/{job.name}/.*.partial"):  # a killed run's half-written file
+        leftover.unlink()
     todo = [shard for shard in plan.shards if not shard_path(folder, job.name, shard).is_file()]
     total = sum(stop - start for start, stop in todo)
     with tqdm(total=total, desc=job.name, unit="image", disable=not progress or not todo, smoothing=0.1) as bar:

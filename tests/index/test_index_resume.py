@@ -162,3 +162,27 @@ def test_the_cli_says_which_extra_is_missing_and_where_weights_come_from(tmp_pat
                  str(tmp_path / "b"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "vgg16.npz not found" in error and "python -m minicnn.recipes.fetch_weights vgg16" in error
+
+
+def test_a_process_killed_half_way_resumes_from_its_last_finished_shard(tmp_path):
+    """The real thing: `minicnn index` in a child process, SIGKILLed once two shards are on disk."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    arguments = ["index", "--model", "shapes_vgg", "--init-seed", "0", "--layers", "relu2_2,relu3_2", "--shapes",
+                 "320", "--seed", "2", "--k", "3", "--batch-size", "8", "--shard-size", "16", "--quiet"]
+    shards = tmp_path / "killed" / "shards" / "search"
+    child = subprocess.Popen([sys.executable, "-m", "minicnn", *arguments, "--out", str(tmp_path / "killed")],
+                             env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 300
+    while len(list(shards.glob("*.npz"))) < 2 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    finished = sorted(path.name for path in shards.glob("*.npz"))
+    assert 2 <= len(finished) < 20, finished  # killed half-way: some shards done, not all
+    assert main(arguments + ["--out", str(tmp_path / "killed")]) == 0
+    assert main(arguments + ["--out", str(tmp_path / "whole")]) == 0
+    assert_same_contents(folder_contents(tmp_path / "killed"), folder_contents(tmp_path / "whole"))
