@@ -98,12 +98,14 @@ def index_command(args, user_error):
 
 def dissect_command(args, user_error):
     from .run import dissect_source
+    from .store import read_manifest
 
     spec, source, layers, options = _user_errors(lambda: _setup(args), user_error)
     results = _user_errors(lambda: dissect_source(spec, source, layers, args.out, args.quantile, args.iou_threshold,
                                                   **options), user_error)
     for layer, dissection in results.items():
         print(f"{dissection.summary}; table: {Path(args.out) / f'dissection-{layer}.csv'}")
+    _report_skipped(read_manifest(args.out)["skipped"])
 
 
 def _report_skipped(skipped):
