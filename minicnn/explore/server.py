@@ -65,7 +65,7 @@ def load_model(name, weights=None):
     from ..data import CLASS_NAMES
 
     if name in ("alexnet", "vgg16"):
-        from ..tour import class_names_for
+        from ..imagenet import class_names_for
 
         net, mode = cli.load_imagenet_model(name, weights)
         return net, None, class_names_for(net[net.names[-1]].params["bias"].shape[0]), mode
@@ -87,7 +87,8 @@ def load_model(name, weights=None):
 def shapes_dataset(n=SHAPES_DATASET_SIZE):
     """n fresh held-out shapes images (the tour's seed and distractor rate) as a Dataset with concept masks."""
     from ..data import CLASS_NAMES, make_shapes
-    from ..tour import DISTRACTOR_PROBABILITY, HELD_OUT_SEED
+    from ..data import HELD_OUT_SEED
+    from ..tour.subject import DISTRACTOR_PROBABILITY
     from .state import Dataset
 
     batch = make_shapes(n, seed=HELD_OUT_SEED, distractor=DISTRACTOR_PROBABILITY)
