@@ -79,7 +79,9 @@ def fail(check, what, case, detail, got=None, expected=None):
 
 
 def call(check, fn, case, *arguments):
-    """fn(*arguments), turning an exception it raises into a CaseFailure naming the case."""
+    """fn(*arguments) on copies of the arrays (the case stays as drawn, whatever fn writes into them),
+    turning an exception it raises into a CaseFailure naming the case."""
+    arguments = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
     try:
         return fn(*arguments)
     except Exception as error:  # your function failed on this case: that is what the check reports

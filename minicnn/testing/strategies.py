@@ -10,10 +10,9 @@ Per spatial axis a kernel k, a stride s and a padding p are drawn on their own (
 and inputs are often not square), then an input size n from the smallest the kernel fits in
 (n + 2p >= k) up to max_size: the stride sometimes divides n + 2p - k and sometimes leaves rows
 over. Channel counts and batch sizes start at 1. stride, padding (and output_padding) are (h, w)
-pairs of Python ints. Values are multiples of 1/8 in [-2, 2], drawn one by one: sums of their
-products are exact in float32 and float64 alike (so any difference is a real one, never rounding),
-non-integers catch an accidental int array, and hypothesis shrinks a failure towards the smallest
-shapes and towards the values 0 and 1.
+pairs of Python ints. Values are multiples of 1/8 in [-2, 2] (see values): sums of their products
+are exact in float32 and float64 alike (so any difference is a real one, never rounding),
+non-integers catch an accidental int array, and repeated values make max-pool ties common.
 """
 from fractions import Fraction
 from typing import NamedTuple
@@ -22,10 +21,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ..checks import check_int_at_least
+from ..checks import FLOAT_DTYPES, check_int_at_least
 from ..shapes import conv2d_output_shape
 
-FLOAT_DTYPES = (np.float32, np.float64)
 SMALL_ARRAY = 64  # a case prints the values of arrays up to this many entries, else only their shapes
 
 
