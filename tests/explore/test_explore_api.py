@@ -36,7 +36,8 @@ from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
 from minicnn.viz.dissection import dissect  # noqa: E402
 from minicnn.viz.search import deconvnet, top_patches  # noqa: E402
-from strategies import conv_geometry, random_array  # noqa: E402
+from minicnn.testing import conv_geometry  # noqa: E402
+from strategies import random_array  # noqa: E402
 
 DATASET_SIZE = 40
 
