@@ -155,7 +155,7 @@ def wilson_interval(hits, n):
 
 
 def markdown(args, rows, scores, labels, correct, weights_note):
-    """The README's tables: pointing accuracy with its 95% interval, the targets, and hits per class."""
+    """The tables: pointing accuracy with its 95% interval, the targets, and hits per class."""
     n = args.n
     lines = [
         f"Pointing game on {n} held-out shapes images (make_shapes seed {args.seed}); "
