@@ -121,6 +121,13 @@ def write_model(net, card, out):
     return card
 
 
+def test_result(card):
+    """A card's headline number: test accuracy (classifiers) or mean IoU (shapes_seg, train_seg.py)."""
+    if "test_mean_iou" in card:
+        return f"mean IoU {card['test_mean_iou']:.3f}"
+    return f"{100 * card['test_accuracy']:.2f}%"
+
+
 def write_readme(out):
     """<out>/README.md: one table row per model card found in <out>."""
     rows = []
@@ -129,20 +136,20 @@ def write_readme(out):
         training = card["training"]
         rows.append(f"| {card['model']} | {card['parameters']:,} | {card['data']['train_size']:,} "
                     f"(seed {card['data']['train_seed']}) | {training['epochs']} | "
-                    f"{100 * card['test_accuracy']:.2f}% on {card['data']['test_size']:,} (seed "
+                    f"{test_result(card)} on {card['data']['test_size']:,} (seed "
                     f"{card['data']['test_seed']}) | {training['seconds'] / 60:.1f} min | `{card['sha256'][:12]}…` |")
     text = "\n".join([
         "# Shipped weights",
         "",
-        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` on the generated shapes dataset",
-        "(`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
+        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` (shapes_seg: `train_seg.py`) on the",
+        "generated shapes dataset (`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
         "architecture, data seeds, optimizer, per-epoch history, the exact command that reproduces it, and",
         "the SHA-256 that `minicnn.models.load_pretrained` checks before loading.",
         "The training script writes this text and the table; it keeps the notes below them. Training time",
         "is wall-clock time as measured on the machine named in each card (its thread settings are recorded",
         "there too).",
         "",
-        "| model | parameters | training images | epochs | test accuracy | training time | sha256 |",
+        "| model | parameters | training images | epochs | test result | training time | sha256 |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -179,7 +186,7 @@ def compare_cards(cards, reference_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=list(models.PRETRAINED), choices=list(models.PRETRAINED))
+    parser.add_argument("--model", nargs="+", default=list(MODEL_DEFAULTS), choices=list(MODEL_DEFAULTS))
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--test-size", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=None, help="default: per model, see MODEL_DEFAULTS")
