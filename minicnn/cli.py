@@ -5,6 +5,8 @@
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
+    minicnn evaluate --model NAME ...   can we trust the maps? pointing, deletion, insertion, randomization,
+                                        segmentation (minicnn.recipes.evaluate over minicnn.evaluate)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -448,7 +450,11 @@ def build_parser():
     bench = commands.add_parser(
         "bench", help="time minicnn against PyTorch (minicnn.recipes.bench)",
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
-    for command in (train, bench):
+    evaluate = commands.add_parser(
+        "evaluate", help="score every attribution method: sanity checks, faithfulness, segmentation",
+        description="`minicnn evaluate --model NAME [options] --out DIR` runs minicnn.recipes.evaluate; "
+                    "`minicnn evaluate --help` lists its options.")
+    for command in (train, bench, evaluate):
         command.set_defaults(run=None)
     return parser
 
@@ -459,6 +465,8 @@ def main(argv=None):
     try:
         if argv[:1] == ["bench"]:
             return recipe_command("bench", argv[1:], "minicnn bench")
+        if argv[:1] == ["evaluate"]:
+            return recipe_command("evaluate", argv[1:], "minicnn evaluate")
         if argv[:2] == ["train", "shapes"]:
             return recipe_command("train_shapes", argv[2:], "minicnn train shapes")
         args = build_parser().parse_args(argv)
