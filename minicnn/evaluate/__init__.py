@@ -6,6 +6,7 @@
     randomization.py  the model-parameter randomization test (Adebayo et al. 2018): re-drawn copies,
                       Spearman and SSIM
     segmentation.py   threshold and seeded graph cut (PyMaxflow), IoU with the true mask
+    switches.py       the backward rules with the image's max-pool switches or flat ones
     run.py            one run over held-out shapes images: evaluate(net, model, methods, metrics, settings)
     report.py         write_results: DIR/<metric>.csv, DIR/evaluation.md, figures
 

@@ -69,6 +69,15 @@ def markdown(results, settings, command=None):
                         [(r["method"], f"{r['threshold_iou']:.3f}", f"{r['graph_cut_iou']:.3f}") for r in rows["segmentation"]])
     if "randomization" in rows:
         lines += randomization_lines(rows["randomization"], settings)
+    if "switches" in rows:
+        lines += ["", "## The max-pool switches", "",
+                  "The backward rules un-pooling with the image's own switches or with flat ones (the first "
+                  "position of every window, the same for every image); on the trained network, with the layers "
+                  "above the last max-pool re-drawn, and fully re-drawn. Pointing accuracy; Spearman correlation "
+                  "with the image's edges and with the trained network's map (own switches).", ""]
+        lines += _table(["network", "method", "switches", "pointing", "spearman edges", "spearman trained"],
+                        [(r["network"], r["method"], r["switches"], f"{100 * r['pointing']:.1f}%",
+                          f"{r['spearman_edges']:.2f}", f"{r['spearman_trained']:.2f}") for r in rows["switches"]])
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,8 @@ Metrics (METRICS):
     insertion      AUC of p(class) as they are put back into the fill image
     randomization  similarity of each map to the trained network's as layers are re-drawn
     segmentation   IoU with the object's mask of the thresholded map and of a seeded graph cut
+    switches       the backward rules with the image's max-pool switches and with flat ones, on the
+                   trained network and re-drawn copies (minicnn.evaluate.switches)
 
 Two baselines go through the per-map metrics beside the methods: "centre" (the map -distance to the
 centre pixel (H // 2, W // 2): it points at the centre) and "random" (uniform noise, seeded).
@@ -24,10 +26,10 @@ import numpy as np
 from ..checks import check_choice, check_int_at_least
 from ..data import CLASS_NAMES, HELD_OUT_SEED, iter_shapes, make_shapes
 from ..train import accuracy as classification_accuracy
-from . import faithfulness, pointing, randomization, segmentation
+from . import faithfulness, pointing, randomization, segmentation, switches
 from .methods import METHOD_NAMES, Maps, Options, describe, method_maps, unavailable
 
-METRICS = ("pointing", "deletion", "insertion", "randomization", "segmentation")
+METRICS = ("pointing", "deletion", "insertion", "randomization", "segmentation", "switches")
 BASELINES = ("centre", "random")
 ACCURACY_IMAGES = 500  # images on which each randomized network's accuracy is measured (at least n)
 
@@ -216,12 +218,16 @@ def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Setting
     net.eval()
     batch = make_shapes(min(settings.n, settings.examples), seed=settings.seed)
     rows, examples, random_examples = {}, {}, {}
-    per_map = [m for m in metrics if m != "randomization"]
+    per_map = [m for m in metrics if m not in ("randomization", "switches")]
     if per_map:
         rows, examples = per_map_metrics(net, model, methods, per_map, settings)
     if "randomization" in metrics:
         rows["randomization"], random_examples, _ = randomization_metric(net, methods, settings)
     check = make_shapes(settings.n, seed=settings.seed)
+    rules = [method for method in methods if method in switches.RULES]
+    if "switches" in metrics and rules:
+        rows["switches"] = switches.switch_ablation(net, check.images, check.labels, check.masks, rules,
+                                                    settings.randomization_seed)
     accuracy = classification_accuracy(net, check.images, check.labels)
     return Results(model, rows, skipped, batch.images, examples, random_examples, accuracy)
 

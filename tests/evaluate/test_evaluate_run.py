@@ -46,10 +46,14 @@ def test_every_metric_writes_its_csv_markdown_and_figures(run):
     assert len(randomization) == 3 * (1 + 2 * 5)  # the trained network, then 5 cascade and 5 independent steps
     assert list(randomization[0]) == ["mode", "step", "layers", "accuracy", "method", "spearman_abs",
                                       "spearman_signed", "ssim", "constant_maps"]
+    switches = read_csv(out / "switches.csv")  # saliency is the only backward rule among the methods
+    assert [(row["network"], row["method"], row["switches"]) for row in switches] == [
+        (network, "saliency", own) for network in ("trained", "top re-drawn", "all re-drawn") for own in ("own", "flat")]
     for name in ("maps.png", "curves.png", "randomization.png", "randomization_similarity.png"):
         assert (out / name).stat().st_size > 1000, name
     assert "Produced by `minicnn evaluate --model shapes_cam`." in text
     assert "## Pointing game" in text and "### Cascade" in text and "## Weak segmentation" in text
+    assert "## The max-pool switches" in text
 
 
 def test_the_numbers_equal_the_metrics_computed_directly(run):
