@@ -87,12 +87,13 @@ def randomization_lines(rows, settings):
              f"similarity of each method's map on {settings.n} images to the trained network's map (mean over images). "
              "Accuracy on max(n, 500) held-out images; chance is 10%."]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    for mode in ("cascade", "independent"):
+    titles = {"cascade": "Cascade (re-drawn from the top down)", "independent": "Independent (each layer re-drawn alone)",
+              "data": "Data randomization (the same architecture trained on permuted labels)"}
+    for mode, title in titles.items():
         steps = list(dict.fromkeys((r["step"], r["layers"], r["accuracy"]) for r in rows if r["mode"] == mode))
         if not steps:
             continue
-        first = "re-drawn from the top down to" if mode == "cascade" else "re-drawn alone"
-        lines += ["", f"### {mode.capitalize()} ({first})", ""]
+        lines += ["", f"### {title}", ""]
         lines += _table(["step", "layers re-drawn", "accuracy"],
                         [(k, layers.replace("+", ", "), f"{100 * acc:.1f}%") for k, layers, acc in steps])
         for similarity in ("spearman_abs", "spearman_signed", "ssim"):
@@ -159,7 +160,7 @@ def cascade_figure(image, examples, path):
 
 def similarity_figure(rows, path):
     """Spearman (|map|) and SSIM against the cascade step, one line per method, and the accuracy."""
-    cascade = [r for r in rows if r["mode"] in ("trained", "cascade")]
+    cascade = [r for r in rows if r["mode"] in ("trained", "cascade")]  # the data test is a row of its own
     methods = list(dict.fromkeys(r["method"] for r in cascade))
     fig = Figure(figsize=(11, 3.4))
     axes = fig.subplots(1, 3)

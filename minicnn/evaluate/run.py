@@ -152,11 +152,13 @@ def per_map_metrics(net, model, methods, metrics, settings):
 # randomization
 
 
-def randomization_metric(net, methods, settings, modes=randomization.MODES):
+def randomization_metric(net, methods, settings, modes=randomization.MODES, permuted=None):
     """The randomization test: (rows, {step label: {method: example maps}} for the cascade figure).
 
     One row per step (and the trained network, step 0) and method: its accuracy on max(n, 500)
-    held-out images, and the mean similarity of each method's maps to the trained network's."""
+    held-out images, and the mean similarity of each method's maps to the trained network's.
+    permuted: a network of the same architecture trained on permuted labels (the data randomization
+    test), compared in one more row per method (mode "data")."""
     s = settings
     batch = make_shapes(s.n, seed=s.seed)
     check = make_shapes(max(s.n, ACCURACY_IMAGES), seed=s.seed)
@@ -176,17 +178,20 @@ def randomization_metric(net, methods, settings, modes=randomization.MODES):
     rows = [{"mode": "trained", "step": 0, "layers": "", "accuracy": accuracy(net), "method": method,
              "spearman_abs": 1.0, "spearman_signed": 1.0, "ssim": 1.0, "constant_maps": 0} for method in methods]
     examples = {"trained": {method: trained[method].map[: s.examples] for method in methods}}
-    for mode in modes:
-        for step in randomization.steps(net, mode):
-            network = randomization.randomized_copy(net, step.layers, s.randomization_seed)
-            correct = accuracy(network)
-            for method, maps in all_maps(network).items():
-                similar = randomization.similarities(trained[method], maps)
-                rows.append({"mode": mode, "step": step.index, "layers": "+".join(step.layers), "accuracy": correct,
-                             "method": method, **{k: float(np.nanmean(v)) for k, v in similar.items()},
-                             "constant_maps": int(np.isnan(similar["spearman_abs"]).sum())})
-                if mode == "cascade":
-                    examples.setdefault(step.label, {})[method] = maps.map[: s.examples]
+    networks = [(step, randomization.randomized_copy(net, step.layers, s.randomization_seed))
+                for mode in modes for step in randomization.steps(net, mode)]
+    if permuted is not None:
+        networks.append((randomization.Step("data", 1, ("all: trained on permuted labels",)), permuted.eval()))
+    for step, network in networks:
+        correct = accuracy(network)
+        for method, maps in all_maps(network).items():
+            similar = randomization.similarities(trained[method], maps)
+            rows.append({"mode": step.mode, "step": step.index, "layers": "+".join(step.layers), "accuracy": correct,
+                         "method": method, **{k: float(np.nanmean(v)) for k, v in similar.items()},
+                         "constant_maps": int(np.isnan(similar["spearman_abs"]).sum())})
+            if step.mode != "independent":
+                label = "permuted labels" if step.mode == "data" else step.label
+                examples.setdefault(label, {})[method] = maps.map[: s.examples]
     return rows, examples, batch.images[: s.examples]
 
 
@@ -207,10 +212,11 @@ class Results(NamedTuple):
     accuracy: float
 
 
-def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Settings()):
+def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Settings(), permuted=None):
     """Score `methods` on `net` (named `model` in the tables) by `metrics` over settings.n held-out
     shapes images (make_shapes(n, seed=settings.seed)). Methods that do not apply (CAM without a GAP
-    head) are skipped with the reason. Returns Results; write_results saves them."""
+    head) are skipped with the reason. permuted: the same architecture trained on permuted labels, for
+    the data randomization test (in the randomization metric). Returns Results; write_results saves them."""
     check_int_at_least(settings.n, "n", 1)
     for metric in metrics:
         check_choice(metric, "metric", METRICS)
@@ -222,7 +228,7 @@ def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Setting
     if per_map:
         rows, examples = per_map_metrics(net, model, methods, per_map, settings)
     if "randomization" in metrics:
-        rows["randomization"], random_examples, _ = randomization_metric(net, methods, settings)
+        rows["randomization"], random_examples, _ = randomization_metric(net, methods, settings, permuted=permuted)
     check = make_shapes(settings.n, seed=settings.seed)
     rules = [method for method in methods if method in switches.RULES]
     if "switches" in metrics and rules:

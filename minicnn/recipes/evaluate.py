@@ -30,6 +30,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, choices=sorted(PRETRAINED), help="the shipped network to evaluate")
     parser.add_argument("--weights-dir", default=None, help="a folder with <model>.npz and its card (default: shipped)")
+    parser.add_argument("--permuted-weights", default=None, metavar="DIR",
+                        help="randomization: also compare with <model>.npz in DIR, trained on permuted labels "
+                             "(python -m minicnn.recipes.train_shapes --permute-labels 0 --out DIR)")
     parser.add_argument("--methods", nargs="+", default=list(METHOD_NAMES), metavar="METHOD",
                         help=f"from {', '.join(METHOD_NAMES)} (default: all that apply; cam needs shapes_cam)")
     parser.add_argument("--metrics", nargs="+", default=list(METRICS), metavar="METRIC",
@@ -75,7 +78,8 @@ def main(argv=None):
     settings = settings_of(args)
     methods = list(dict.fromkeys(METHOD_NAMES[m.lower()] for m in args.methods))
     started = time.perf_counter()
-    results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings)
+    permuted = None if args.permuted_weights is None else load_pretrained(args.model, args.permuted_weights)
+    results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings, permuted)
     command = "minicnn evaluate " + " ".join(shlex.quote(a) for a in argv)
     write_results(results, settings, args.out, command)
     skipped = "".join(f"; skipped {m}: {why}" for m, why in results.skipped.items())

@@ -12,7 +12,7 @@ from minicnn.evaluate.faithfulness import fill_images
 from minicnn.evaluate.methods import method_maps
 from minicnn.evaluate.report import write_results
 from minicnn.evaluate.run import baseline_maps
-from minicnn.models import load_pretrained
+from minicnn.models import load_pretrained, shapes_cam
 from minicnn.ops import softmax
 from minicnn.recipes import evaluate as evaluate_recipe
 from minicnn.viz.pointing import centre_maps, pointed_pixel, pointing_hits
@@ -31,7 +31,9 @@ def read_csv(path):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     net = load_pretrained("shapes_cam")
-    results = evaluate(net, "shapes_cam", ["saliency", "CAM", "Grad-CAM"], settings=SETTINGS)
+    # an untrained network stands in for the one trained on permuted labels (the data randomization test)
+    results = evaluate(net, "shapes_cam", ["saliency", "CAM", "Grad-CAM"], settings=SETTINGS,
+                       permuted=shapes_cam(seed=5))
     out = tmp_path_factory.mktemp("evaluation")
     text = write_results(results, SETTINGS, out, command="minicnn evaluate --model shapes_cam")
     return net, results, out, text
@@ -43,7 +45,9 @@ def test_every_metric_writes_its_csv_markdown_and_figures(run):
     for metric in ("pointing", "deletion", "insertion", "segmentation"):
         assert [row["method"] for row in read_csv(out / f"{metric}.csv")] == rows, metric
     randomization = read_csv(out / "randomization.csv")
-    assert len(randomization) == 3 * (1 + 2 * 5)  # the trained network, then 5 cascade and 5 independent steps
+    # the trained network, 5 cascade and 5 independent steps, the network trained on permuted labels
+    assert len(randomization) == 3 * (1 + 2 * 5 + 1)
+    assert [row["mode"] for row in randomization[-3:]] == ["data"] * 3
     assert list(randomization[0]) == ["mode", "step", "layers", "accuracy", "method", "spearman_abs",
                                       "spearman_signed", "ssim", "constant_maps"]
     switches = read_csv(out / "switches.csv")  # saliency is the only backward rule among the methods
@@ -53,7 +57,7 @@ def test_every_metric_writes_its_csv_markdown_and_figures(run):
         assert (out / name).stat().st_size > 1000, name
     assert "Produced by `minicnn evaluate --model shapes_cam`." in text
     assert "## Pointing game" in text and "### Cascade" in text and "## Weak segmentation" in text
-    assert "## The max-pool switches" in text
+    assert "## The max-pool switches" in text and "### Data randomization" in text
 
 
 def test_the_numbers_equal_the_metrics_computed_directly(run):
