@@ -3,10 +3,13 @@
     minicnn tour                        every method of the lecture on the shipped shapes models,
                                         as PNG figures and one index.html (see minicnn.tour)
     minicnn explain IMAGE               top-5 predictions and the attribution maps of one image
+    minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
     minicnn evaluate --model NAME ...   can we trust the maps? pointing, deletion, insertion, randomization,
                                         segmentation (minicnn.recipes.evaluate over minicnn.evaluate)
+    minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
+                                        collection, resumable, local or on Dask (see minicnn.index)
 
 `minicnn COMMAND --help` explains each. A mistake in what you give the command (a missing image,
 a weight file for another model, an unknown class) ends it with one line saying what is wrong and
@@ -448,7 +451,7 @@ def build_parser():
                     "`minicnn train shapes --help` lists them.")
     train.add_argument("what", choices=["shapes"], help="what to train")
     bench = commands.add_parser(
-        "bench", help="time minicnn against PyTorch (minicnn.recipes.bench)",
+        "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
     evaluate = commands.add_parser(
         "evaluate", help="score every attribution method: sanity checks, faithfulness, segmentation",
@@ -456,6 +459,11 @@ def build_parser():
                     "`minicnn evaluate --help` lists its options.")
     for command in (train, bench, evaluate):
         command.set_defaults(run=None)
+    from .explore.server import add_command as add_explore_command  # no web framework imported here
+    from .index.command import add_commands as add_index_commands
+
+    add_explore_command(commands)
+    add_index_commands(commands, UserError)
     return parser
 
 

@@ -1,64 +1,45 @@
 """The hot loops of the engine as Numba kernels: the convolution (forward, weight gradient and
-transposed, computed in tiles), im2col, col2im, max_pool, unpool, relu, relu_backward.
+transposed, computed in tiles; 3x3 stride-1 convolutions also by Winograd's minimal filtering),
+im2col, col2im, max_pool, unpool, relu, relu_backward.
 
 Each public function here has the same signature and gives the same result as its plain NumPy twin
-in minicnn.im2col (the readable reference); tests/test_kernels.py holds the two equal. The NumPy
-versions say *what* is computed with whole-array operations; the versions here say it again as
-plain loops, which Numba compiles to machine code and runs on all cores:
+in minicnn.im2col or minicnn.winograd (the readable references); tests/test_kernels.py and
+tests/test_winograd.py hold them equal. The NumPy versions say *what* is computed with whole-array
+operations; the versions here say it again as plain loops, which Numba compiles to machine code and
+runs on all cores:
 
     @njit(parallel=True, cache=True)   compile on the first call, run `prange` loops in parallel,
                                        and keep the machine code on disk for the next process.
 
-Every kernel is split in two:
-  - a thin Python wrapper with the reference's signature: it unpacks the (h, w) pairs, checks the
-    arguments, makes the input contiguous, and calls
+Kernels trust their callers: the argument checks (shapes, dtypes, geometry) live once, in the public
+functions of minicnn.ops, which are the only callers. Every kernel is split in two:
+  - a thin Python wrapper with the reference's signature: it unpacks the (h, w) pairs, makes the
+    input contiguous, sizes the tiles and buffers, and calls
   - an `_underscore` kernel that takes only arrays and plain ints.
 
 Parallel loops never let two iterations write the same element (a "race"): im2col gives each
 iteration its own output row; col2im, max_pool and unpool give each iteration its own (n, c) plane;
 the tiled convolution kernels give each thread its own tiles of the output (the weight gradient:
-its own block of rows of dw.T, one chunk of x's channels).
+its own block of rows of dw.T, one chunk of x's channels); the Winograd kernels give each thread
+its own blocks of output tiles.
 
-The convolution kernels (conv2d, conv2d_weight_grad, conv_transpose2d) compute what im2col + one
-matrix product computes (their twins in minicnn.im2col say exactly that), but one small tile at a
-time, so that the im2col columns never exist all at once: see the section "convolution in tiles".
-Against the first design (im2col of the whole batch, then one multi-threaded GEMM), measured on
-the 2-core machine, single-threaded CPU time per call (robust on a loaded machine):
-    shape (b) N=32 32->64 16x16  forward 5.1 -> 3.3 ms, backward dx+dw 11.8 -> 6.8 ms
-    shape (c) N=8 64->64 56x56   forward 57 -> 21 ms,   backward 91 -> 41 ms
-    N=64 16->16 64x64 (a shapes_vgg layer): forward 131 -> 21 ms, backward 197 -> 51 ms
-(the first design's numbers include page faults on its large fresh arrays, trap 2 below; torch,
-also on one thread: 2.1 / 4.4, 18 / 38, 32 / 56 ms).
+The convolution kernels compute what im2col + one matrix product computes (their twins in
+minicnn.im2col say exactly that), but one small tile at a time, so that the im2col columns never
+exist all at once: see the section "convolution in tiles".
 
 Threading: Numba runs `prange` loops on one of three thread pools ("threading layers"). This
 module asks for TBB first, then workqueue (unless NUMBA_THREADING_LAYER or
-NUMBA_THREADING_LAYER_PRIORITY is set in the environment: the user's choice wins). TBB comes with
-minicnn on Linux and Windows x86-64 (the `tbb` package); elsewhere workqueue, Numba's own pool,
-takes over. Never OpenMP (GNU libgomp) by default: its worker threads keep spinning for a while
-after each parallel loop and so steal both cores from the OpenBLAS threads of the matrix product
-that follows (two thread pools fighting over two cores).
-Measured on the 2-core machine (quiet, medians of 41 calls, `python scripts/bench.py` shapes):
-                                        tbb     workqueue   omp
-    conv2d forward (b) / (e), ms        1.83/4.40   2.22/6.61   1.78/4.32
-    conv2d backward dx+dw (b) / (e)     3.77/13.9   4.74/19.6   3.57/13.4
-    train_step shapes_cam / shapes_vgg  82/98       118/109     78/132
-    NumPy's (64,4096)@(4096,128) right after a conv: max 8.5 ms, 13 ms, 36 ms (median 0.5-0.6 all)
-workqueue's sleeping threads sometimes do not start together (a parallel loop of two 1 ms halves
-took 2.4-2.6 ms in one call of five), which is why it is only the fallback. Caveats: the choice
-is global to Numba in this process and is fixed by the first parallel call anywhere; workqueue
-(the fallback) does not allow two Python threads to run kernels at the same time.
+NUMBA_THREADING_LAYER_PRIORITY is set in the environment: the user's choice wins). Never OpenMP
+(GNU libgomp) by default: its worker threads keep spinning for a while after each parallel loop and
+steal the cores from the OpenBLAS threads of the matrix product that follows (two thread pools
+fighting over the cores). The choice is global to Numba in this process and fixed by the first
+parallel call anywhere; workqueue does not allow two Python threads to run kernels at once.
 
 BLAS inside kernels: np.dot in a Numba kernel calls SciPy's OpenBLAS (not NumPy's). The tiled
-kernels run one tile per thread, so that BLAS must run single-threaded: _blas_for_tiles sets it so
-(trap 4). NumPy's own BLAS (`@` outside the kernels) keeps its threads.
-
-Page faults (trap 2): each call returns a fresh array, and glibc hands blocks larger than 32 MB
-(its largest dynamic mmap threshold) back to the OS after use, so the next call faults them in
-again at ~5 GB/s: the whole-batch im2col for shape (c) (58 MB of columns) took ~24 ms of CPU, 9 ms
-with mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) keeping freed memory. The tiled kernels never
-make such arrays (their buffers are a few hundred kB per thread), and smaller arrays are reused by
-glibc without faults after the first call (relu on 6.4 MB or 16.8 MB: the same time with and
-without mallopt), so minicnn does not change glibc's settings.
+kernels run one tile per thread, so that BLAS must run single-threaded: _blas_for_tiles sets it so.
+NumPy's own BLAS (`@` outside the kernels) keeps its threads. Buffers are kept between calls
+(_scratch), so that large temporaries are not faulted in again on every call.
+The measurements behind these choices: docs/performance.md.
 """
 import os
 import threading

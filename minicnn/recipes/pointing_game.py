@@ -1,8 +1,7 @@
 """The pointing game on held-out shapes images: does each method's map point at the object?
 
-    python -m minicnn.recipes.pointing_game --n 3000             # the README's tables (default 500 images)
-    python -m minicnn.recipes.pointing_game --n 20               # a quick run
-    python -m minicnn.recipes.pointing_game --out results.md     # also write the Markdown table to a file
+    python -m minicnn.recipes.pointing_game --n 3000 --out docs/results/pointing-game.md   # the docs page
+    python -m minicnn.recipes.pointing_game --n 20               # a quick run (default 500 images)
     python -m minicnn.recipes.pointing_game --random             # untrained weights (numbers will be low)
 
 For every image and method we take the map for the TRUE class and score it with
@@ -15,6 +14,8 @@ shapes_vgg; Grad-CAM runs on both, at the ReLU after the last conv layer of each
 minicnn.evaluate's (DeconvNet sent back from the class score), the tables minicnn.evaluate.pointing's;
 `minicnn evaluate --metrics pointing` plays the same game on one model.
 Images: make_shapes(n, seed=HELD_OUT_SEED), a seed never used for training.
+--out FILE writes the tables as a page that names the command which produced it; hand-written notes
+below NOTES_MARKER in an existing FILE are kept.
 """
 import argparse
 import sys
@@ -27,14 +28,18 @@ from minicnn.data import CLASS_NAMES, HELD_OUT_SEED, iter_shapes
 from minicnn.evaluate.methods import Options, describe, method_maps
 from minicnn.evaluate.pointing import Score, per_class_lines, rule_line, score_maps, table_lines, target_lines
 from minicnn.models import load_pretrained, shapes_cam, shapes_vgg
+from minicnn.recipes.train_shapes import kept_notes
 from minicnn.viz.pointing import centre_maps
+
+
+NOTES_MARKER = "<!-- hand-written notes: pointing_game.py keeps everything below this line -->"
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=500, help="number of held-out images (default 500)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out images")
-    parser.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    parser.add_argument("--out", default=None, help="also write the tables as a Markdown page to this file")
     parser.add_argument("--random", action="store_true", help="use untrained (random) weights")
     parser.add_argument("--weights-dir", default=None, help="folder with shapes_cam.npz / shapes_vgg.npz")
     parser.add_argument("--batch-size", type=int, default=50, help="images per batch")
@@ -112,7 +117,15 @@ def markdown(args, rows, scores, labels, correct, weights_note):
     return "\n".join(lines) + "\n"
 
 
+def page(argv, table, notes=""):
+    """The docs page: a title, the command that produced the tables (from argv), the tables, then notes."""
+    command = " ".join(["python -m minicnn.recipes.pointing_game", *argv])
+    return (f"# The pointing game\n\nProduced by `{command}` (the tables below are its output; "
+            f"re-running it rewrites them and keeps the notes at the end).\n\n{table}{notes}")
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
@@ -122,9 +135,10 @@ def main(argv=None):
     table = markdown(args, rows, scores, labels, correct, weights_note)
     print(table)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table)
-        print(f"table written to {args.out}", file=sys.stderr)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page(argv, table, kept_notes(out, NOTES_MARKER)))
+        print(f"page written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
