@@ -6,6 +6,8 @@
     minicnn explore [...]               a local web page to explore a model live (see minicnn.explore)
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
+    minicnn evaluate --model NAME ...   can we trust the maps? pointing, deletion, insertion, randomization,
+                                        segmentation (minicnn.recipes.evaluate over minicnn.evaluate)
     minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
                                         collection, resumable, local or on Dask (see minicnn.index)
 
@@ -451,13 +453,17 @@ def build_parser():
     bench = commands.add_parser(
         "bench", help="time minicnn against PyTorch, each alone in its own process (minicnn.recipes.bench)",
         description="`minicnn bench [options]` runs minicnn.recipes.bench; `minicnn bench --help` lists its options.")
-    for command in (train, bench):
+    evaluate = commands.add_parser(
+        "evaluate", help="score every attribution method: sanity checks, faithfulness, segmentation",
+        description="`minicnn evaluate --model NAME [options] --out DIR` runs minicnn.recipes.evaluate; "
+                    "`minicnn evaluate --help` lists its options.")
+    for command in (train, bench, evaluate):
         command.set_defaults(run=None)
     from .explore.server import add_command as add_explore_command  # no web framework imported here
     from .index.command import add_commands as add_index_commands
 
     add_explore_command(commands)
-    add_index_commands(commands)
+    add_index_commands(commands, UserError)
     return parser
 
 
@@ -467,6 +473,8 @@ def main(argv=None):
     try:
         if argv[:1] == ["bench"]:
             return recipe_command("bench", argv[1:], "minicnn bench")
+        if argv[:1] == ["evaluate"]:
+            return recipe_command("evaluate", argv[1:], "minicnn evaluate")
         if argv[:2] == ["train", "shapes"]:
             return recipe_command("train_shapes", argv[2:], "minicnn train shapes")
         args = build_parser().parse_args(argv)

@@ -233,6 +233,18 @@ def parity_classes(w, stride):
     return {(rh, rw): w[:, :, rh::sh, rw::sw] for rh in range(sh) for rw in range(sw)}
 
 
+def taps_per_phase(kernel, stride, padding=0):
+    """How many filter weights an output pixel of a 1D transposed convolution sums, by its phase o mod s.
+
+    Output o meets the taps i = o + p (mod s) only (see _phase_plan): len(range((o + p) mod s, k, s)) of
+    them, away from the borders. Equal for every phase exactly when s divides k; kernel 3, stride 2 gives
+    (2, 1): even outputs sum two weights per input channel, odd ones one -- Odena et al.'s checkerboard.
+    The 2D counts of phase (a, b) are the product of the two axes' counts (np.outer).
+    """
+    k, s, p = check_geometry_1d(kernel, stride, padding)
+    return tuple(len(range((o + p) % s, k, s)) for o in range(s))
+
+
 def _phase_plan(c, n_in, k, s, p, n_out):
     """How output positions o = c, c + s, c + 2s, ... along one axis are computed: (r, start, length).
 

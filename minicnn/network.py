@@ -17,7 +17,8 @@ import numpy as np
 
 from .checks import check_array, check_choice, check_finite, state_problems
 from .im2col import RELU_RULES
-from .layers import Layer
+from .layers import Conv2d, Layer
+from .ops import CONV_ALGORITHMS
 
 # Elements checked at a time when loading a state: the temporaries of a check stay this small.
 _CHECK_PIECE = 1 << 20
@@ -95,6 +96,15 @@ class Network:
         """Evaluation mode (the default): Dropout is the identity."""
         for layer in self.layers.values():
             layer.training = False
+        return self
+
+    def set_conv_algorithm(self, algorithm):
+        """Make every Conv2d layer compute with `algorithm` ("auto", "im2col" or "winograd",
+        see ops.choose_conv_algorithm); "winograd" needs every Conv2d to be 3x3, stride 1. Returns self."""
+        check_choice(algorithm, "algorithm", CONV_ALGORITHMS)
+        for layer in self.layers.values():
+            if isinstance(layer, Conv2d):
+                layer.algorithm = algorithm
         return self
 
     @property

@@ -229,8 +229,8 @@ def create_app(explorer):
         layer, channel = unit_path(request)
         hits = await run_in_threadpool(explorer.unit, layer, channel)
         job = explorer.dissection(layer)
-        source = (f"the index" if explorer.index is not None else
-                  f"top_patches over {len(explorer.dataset.inputs)} images ({explorer.dataset.description})")
+        source = (explorer.dataset.description if explorer.index is not None else
+                  f"top_patches over {len(explorer.dataset.names)} images ({explorer.dataset.description})")
         return JSONResponse({"layer": layer, "channel": channel, "source": source,
                              "patches": [patch_json(layer, channel, rank, hit) for rank, hit in enumerate(hits)],
                              "dissection": dissection_json(job, channel)})

@@ -149,7 +149,7 @@ def main(argv=None):
     parser.add_argument("--out", default="explore-screenshots", help="folder for the PNGs (default: %(default)s)")
     parser.add_argument("--model", default="shapes_vgg", help="as for `minicnn explore --model`")
     args = parser.parse_args(argv)
-    from ..tour import search_layers
+    from ..tour.subject import search_layers
     from .app import create_app
     from .server import build_explorer
 

@@ -65,9 +65,9 @@ def load_model(name, weights=None):
     from ..data import CLASS_NAMES
 
     if name in ("alexnet", "vgg16"):
-        from ..tour import class_names_for
+        from ..imagenet import class_names_for
 
-        net, mode = cli.load_imagenet_model(name, weights)
+        net, mode = cli.imagenet_model_and_mode(name, weights)
         return net, None, class_names_for(net[net.names[-1]].params["bias"].shape[0]), mode
     if weights is None or Path(weights).is_dir():
         net = cli.pretrained(name, weights)
@@ -86,8 +86,8 @@ def load_model(name, weights=None):
 
 def shapes_dataset(n=SHAPES_DATASET_SIZE):
     """n fresh held-out shapes images (the tour's seed and distractor rate) as a Dataset with concept masks."""
-    from ..data import CLASS_NAMES, make_shapes
-    from ..tour import DISTRACTOR_PROBABILITY, HELD_OUT_SEED
+    from ..data import CLASS_NAMES, HELD_OUT_SEED, make_shapes
+    from ..tour.subject import DISTRACTOR_PROBABILITY
     from .state import Dataset
 
     batch = make_shapes(n, seed=HELD_OUT_SEED, distractor=DISTRACTOR_PROBABILITY)
@@ -117,16 +117,27 @@ def folder_dataset(folder, explorer_input):
                    f"{len(paths)} images of {folder}")
 
 
-def load_index(folder):
-    """minicnn.index.load_index(folder), or a UserError when that module is not installed."""
+def load_index(folder, name, net):
+    """minicnn.index.load_index(folder), checked to be an index of this network (name and weights), or a
+    UserError saying what is wrong (also when minicnn.index is not installed)."""
     from ..cli import UserError
 
     try:
         from ..index import load_index as load
+        from ..index.model import weights_sha256
     except ImportError:
         raise UserError("--index needs minicnn.index (the dataset index), which this installation does not have; "
                         "use --images DIR to index a folder on the spot") from None
-    return load(folder)
+    try:
+        index = load(folder)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"--index {folder}: {error}") from None
+    indexed = index.model["name"]
+    if indexed != name or index.model["weights_sha256"] != weights_sha256(net):
+        which = "other weights" if indexed == name else indexed
+        raise UserError(f"--index {folder} indexes {which}, not the {name} being explored: pass --model {indexed} "
+                        "(and its --weights), or index this model with `minicnn index`")
+    return index
 
 
 def build_explorer(model="shapes_vgg", weights=None, images=None, index=None, dataset_size=SHAPES_DATASET_SIZE):
@@ -134,11 +145,11 @@ def build_explorer(model="shapes_vgg", weights=None, images=None, index=None, da
     from .state import Explorer
 
     net, cam_net, class_names, mode = load_model(model, weights)
+    if index is not None:
+        return Explorer(model, net, cam_net, class_names, mode, index=load_index(index, model, net))
     explorer = Explorer(model, net, cam_net, class_names, mode)
     if images is not None:
         explorer.dataset = folder_dataset(images, explorer.network_input)
-    elif index is not None:
-        explorer.index = load_index(index)
     elif mode == "shapes":
         explorer.dataset = shapes_dataset(dataset_size)
     return explorer

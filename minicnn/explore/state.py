@@ -11,9 +11,10 @@ and the images the pages sent, and answers each question of the page with plain 
     explorer.start_job(...)                            # occlusion, gradient ascent, dissection: off the request
 
 The network keeps what its last forward pass needs for backward, so two requests must not run one
-network at once: interactive questions (milliseconds on the shapes models) take turns on `net` under
-one lock; long work runs on a twin network that shares the same weight arrays, under its own lock, in
-one worker thread, so an occlusion never stalls the camera.
+network at once. Three twins share the same weight arrays, each under its own lock: `net` for the
+interactive questions (milliseconds on the shapes models), `unit_net` for the dataset search and the
+DeconvNet of the unit view, `worker_net` for long work in one worker thread (occlusion, gradient
+ascent, dissection). So an occlusion never stalls the camera, and a dissection never stalls a unit.
 
 Errors a user can cause (an unknown layer, channel or class, an image that is not one) raise
 ExplorerError with an HTTP status and, where it helps, the valid names.
@@ -62,14 +63,41 @@ class Image(NamedTuple):
 
 
 class Dataset(NamedTuple):
-    """Images to search for a unit's top patches: inputs (N, 3, H, W), displays (N, 3, H, W) RGB,
-    names (N,), description, and the ShapesBatch when the images come with concept masks (dissection)."""
+    """Images held in memory, searched on the spot for a unit's top patches: inputs (N, 3, H, W),
+    displays (N, 3, H, W) RGB, names (N,), description, and the ShapesBatch when the images come with
+    concept masks (dissection)."""
 
     inputs: np.ndarray
     displays: np.ndarray
     names: tuple
     description: str
     shapes_batch: object = None
+
+    def input(self, n):
+        """(1, 3, H, W): image n as it goes into the network."""
+        return self.inputs[n:n + 1]
+
+    def display(self, n):
+        """(3, H, W) RGB in [0, 1]: image n as the network sees it."""
+        return self.displays[n]
+
+
+class IndexedDataset:
+    """The images of a minicnn.index index, read from its source when asked for (the same interface as
+    Dataset; the unit view reads the index's top hits instead of searching)."""
+
+    shapes_batch = None
+
+    def __init__(self, index):
+        self.index = index
+        self.names = tuple(index.name_of(n) for n in range(index.num_images))
+        self.description = f"the index at {index.folder} ({index.num_images} images)"
+
+    def input(self, n):
+        return self.index.network_input(n)[None]
+
+    def display(self, n):
+        return self.index.display(n)
 
 
 def twin(net):
@@ -110,18 +138,19 @@ class Explorer:
     name: "shapes_vgg", "shapes_cam", "alexnet" or "vgg16"; net: the network predicted with; cam_net:
     a GAP + linear network for CAM (shapes_cam; shapes_vgg borrows it as `minicnn explain` does) or None;
     mode: "shapes" (64 x 64 inputs in [0, 1]) or ImageNet preprocessing "torch" / "caffe";
-    dataset: a Dataset, or None; index: an object with .top(layer, channel) (minicnn.index), or None.
+    dataset: a Dataset, or None; index: a minicnn.index Index of this network (then dataset is its
+    images), or None.
     """
 
     def __init__(self, name, net, cam_net, class_names, mode, dataset=None, index=None):
         self.name, self.class_names, self.mode = name, tuple(class_names), mode
         self.net, self.cam_net = net.eval(), cam_net
         self.lock = threading.Lock()          # for net and cam_net (interactive, milliseconds)
-        self.worker_net = twin(net)            # for long work and the dataset search
-        self.worker_cam_net = None if cam_net is None else (self.worker_net if cam_net is net else twin(cam_net))
-        self.worker_lock = threading.Lock()
+        self.unit_net, self.unit_lock = twin(net), threading.Lock()        # the dataset search, DeconvNet
+        self.worker_net, self.worker_lock = twin(net), threading.Lock()    # long work in the worker thread
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minicnn-explore-job")
-        self.dataset, self.index = dataset, index
+        self.index = index
+        self.dataset = IndexedDataset(index) if index is not None else dataset
         self.images = OrderedDict()
         self.images_lock = threading.Lock()
         self.jobs = {}
@@ -146,7 +175,7 @@ class Explorer:
         layers = [{"name": name, "shape": list(self.layer_shapes[name]), "kind": type(self.net[name]).__name__,
                    "conv": self.conv_of(name, required=False) is not None, "spatial": name in self.spatial}
                   for name in self.net.names]
-        dataset = None if self.dataset is None else {"count": len(self.dataset.inputs),
+        dataset = None if self.dataset is None else {"count": len(self.dataset.names),
                                                       "description": self.dataset.description}
         return {"name": self.name, "input": [3, self.input_size, self.input_size], "layers": layers,
                 "classes": list(self.class_names), "methods": self.methods,
@@ -229,14 +258,14 @@ class Explorer:
         """The Image called image_id: "dataset-N" or an id add_image returned."""
         if isinstance(image_id, str) and image_id.startswith("dataset-") and self.dataset is not None:
             number = image_id[len("dataset-"):]
-            if number.isdigit() and int(number) < len(self.dataset.inputs):
+            if number.isdigit() and int(number) < len(self.dataset.names):
                 n = int(number)
-                return Image(image_id, self.dataset.names[n], self.dataset.inputs[n:n + 1], self.dataset.displays[n], [])
+                return Image(image_id, self.dataset.names[n], self.dataset.input(n), self.dataset.display(n), [])
         with self.images_lock:
             if image_id in self.images:
                 self.images.move_to_end(image_id)
                 return self.images[image_id]
-        count = 0 if self.dataset is None else len(self.dataset.inputs)
+        count = 0 if self.dataset is None else len(self.dataset.names)
         raise ExplorerError(404, f"unknown image {image_id!r}: use dataset-0 to dataset-{count - 1} or the id "
                                  "POST /api/images returned (images are forgotten after "
                                  f"{KEPT_IMAGES} newer ones)")
@@ -348,10 +377,10 @@ class Explorer:
 
         if self.dataset is None:
             raise ExplorerError(404, "this explorer has no dataset to search (start it with --images DIR or --index DIR)")
-        with self.worker_lock:
+        with self.unit_lock:
             if layer not in self.searches:
                 channels = range(self.layer_shapes[layer][0])
-                self.searches[layer] = top_patches_for_channels(self.worker_net, self.dataset.inputs, layer, channels,
+                self.searches[layer] = top_patches_for_channels(self.unit_net, self.dataset.inputs, layer, channels,
                                                                 k=TOP_K, progress=False)
             return self.searches[layer]
 
@@ -359,15 +388,19 @@ class Explorer:
         """The top-9 patches of one unit, best first: [Patch] from viz.search.top_patches (or the index)."""
         self.check_layer(layer, spatial=True)
         self.check_channel(layer, channel)
-        if self.index is not None:
-            return list(self.index.top(layer, channel))[:TOP_K]
-        return self.search(layer)[channel]
+        if self.index is None:
+            return self.search(layer)[channel]
+        if layer not in self.index.layers:
+            indexed = list(self.index.layers)
+            raise ExplorerError(404, f"layer {layer!r} is not in the index; indexed layers are: {', '.join(indexed)}",
+                                indexed)
+        return self.index.patches(layer, channel)[:TOP_K]
 
     def patch_picture(self, layer, channel, rank):
         """(3, h, w) RGB crop of the rank-th patch (its receptive field clipped to the image)."""
         hit = self._hit(layer, channel, rank)
         top, bottom, left, right = hit.box
-        return self.dataset.displays[hit.index][:, top:bottom, left:right]
+        return self.dataset.display(hit.index)[:, top:bottom, left:right]
 
     def deconv_picture(self, layer, channel, rank):
         """(3, h, w) the DeconvNet reconstruction of the rank-th patch's maximum, cropped to its field,
@@ -376,8 +409,8 @@ class Explorer:
         from ..viz.search import deconvnet
 
         hit = self._hit(layer, channel, rank)
-        with self.worker_lock:
-            result = deconvnet(self.worker_net, self.dataset.inputs[hit.index:hit.index + 1], layer, channel)
+        with self.unit_lock:
+            result = deconvnet(self.unit_net, self.dataset.input(hit.index), layer, channel)
         picture = signal_picture(result.crop)
         return picture[::-1] if self.mode == "caffe" else picture
 

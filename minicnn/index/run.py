@@ -22,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import check_choice, check_int_at_least, check_number
+from ..network import Network
 from ..viz.attribution import check_images, eval_mode
 from ..viz.search import check_spatial_layer
 from . import dissect as streaming
-from .model import GivenModel, loaded, weights_sha256
+from .model import GivenModel, ModelSpec, loaded, weights_sha256
 from .store import (field_to_json, open_run_folder, read_arrays, read_manifest, shard_path, write_arrays,
                     write_json)
 from .topk import TopK, batch_topk, merge_topk
@@ -200,23 +201,33 @@ def scheduler_session(scheduler="local", workers=2, address=None):
         yield None
         return
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise ImportError("the dask scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
     if address is not None:
         with Client(address) as client:
             yield client
         return
+    with local_cluster(workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(workers):
+    """A dask.distributed LocalCluster of `workers` processes with one thread each, on 127.0.0.1; BLAS
+    and Numba kept to one thread per worker so that the workers do not fight over the cores."""
+    from dask.distributed import LocalCluster
+
     one_thread = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                          "MKL_NUM_THREADS")}
-    with LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread) as cluster, Client(cluster) as client:
-        yield client
+    return LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread)
 
 
 def run_job(job, spec, source, plan, folder, client=None, progress=True):
     """Run `job` over every shard of `plan` whose file is not in `folder` yet -- in this process, or as
     tasks of the Dask `client` -- then merge all shards. Returns the ShardResult of the whole source."""
+    for leftover in Path(folder).glob(f"shards/{job.name}/.*.partial"):  # a killed run's half-written file
+        leftover.unlink()
     todo = [shard for shard in plan.shards if not shard_path(folder, job.name, shard).is_file()]
     total = sum(stop - start for start, stop in todo)
     with tqdm(total=total, desc=job.name, unit="image", disable=not progress or not todo, smoothing=0.1) as bar:
@@ -246,11 +257,11 @@ def _run_dask(job, spec, source, plan, folder, todo, bar, client):
     if not todo:
         return ShardResult(None, 0, [])
     [model] = client.scatter([spec], broadcast=True, hash=False)  # sent to each worker once, not with every task
-    futures = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
+    pending = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
                for shard in todo}
-    merged = _tree_merge(client, job, list(futures))
-    for future in as_completed(futures):
-        shard = futures[future]
+    merged = _tree_merge(client, job, list(pending))
+    for future in as_completed(list(pending)):
+        shard = pending.pop(future)  # no reference left here: the cluster frees it once merged
         save_shard(shard_path(folder, job.name, shard), job, future.result())
         bar.update(shard[1] - shard[0])
     return merged.result()
@@ -272,8 +283,12 @@ def _tree_merge(client, job, futures):
 def _prepare(model, source, layers, scheduler):
     """(spec, net, layers as a tuple, {layer: ReceptiveField}) with every argument checked."""
     check_choice(scheduler, "scheduler", SCHEDULERS)
-    spec = model if hasattr(model, "load") and hasattr(model, "key") else GivenModel(model, "network",
-                                                                                     source.preprocessing)
+    if isinstance(model, Network):
+        spec = GivenModel(model, "network", source.preprocessing)
+    elif isinstance(model, (ModelSpec, GivenModel)):
+        spec = model
+    else:
+        raise TypeError(f"model must be a ModelSpec, a GivenModel or a Network, got {type(model).__name__}")
     net, _ = loaded(spec)
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:
