@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .matrix import flip_kernel
+from .im2col import flip_kernel
 
 KERNEL_SIZE = 3
 POINTS = {  # tile outputs m: the alpha - 1 finite points of F(m, 3) (the last point is infinity)

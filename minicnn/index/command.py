@@ -15,7 +15,7 @@ from .model import MODEL_NAMES
 
 def add_commands(commands, user_error):
     """Add the `index` and `dissect` sub-commands to cli.build_parser's sub-parsers; a mistake of the
-    user's is raised as `user_error` (cli.UserError: one line, exit status 2)."""
+    user's is raised as `user_error` (user_input.UserError: one line, exit status 2)."""
     index = commands.add_parser(
         "index", help="dataset search over an image collection: the top-k images of every unit, resumable",
         description="One forward pass per batch updates the top-k images of every channel of every layer named; the "
