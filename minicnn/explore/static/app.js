@@ -255,7 +255,8 @@ function drawChannels(layerName, array) {
     }));
   }
   [...grid.querySelectorAll("canvas")].forEach((canvas, c) => {
-    paint(canvas, values, h, w, c * h * w);
+    const {high} = paint(canvas, values, h, w, c * h * w);
+    canvas.nextSibling.textContent = `${c}: max ${format(high)}`;
     canvas.classList.toggle("current", Boolean(state.unit && state.unit.layer === layerName && state.unit.channel === c));
   });
 }
