@@ -457,7 +457,7 @@ def build_parser():
     from .index.command import add_commands as add_index_commands
 
     add_explore_command(commands)
-    add_index_commands(commands)
+    add_index_commands(commands, UserError)
     return parser
 
 

@@ -149,6 +149,88 @@ class Conv2d(Layer):
                 f"stride={self.stride}, padding={self.padding}")
 
 
+class ConvTranspose2d(Layer):
+    """Transposed convolution that learns: weight (in_channels, out_channels, kh, kw), bias (out_channels,).
+
+    PyTorch's layout and names, so its weights map by name. (in, out, kh, kw) is exactly the (F, C, kh, kw)
+    of the convolution it transposes, so forward is ops.conv_transpose2d with the weight as it is:
+    x (N, in, H, W) -> (N, out, (H - 1) s - 2p + k + output_padding, ...). Backward is the duality read
+    the other way: dx = conv2d(dy, weight), dweight = the conv weight gradient with x and dy swapped.
+    init "he": N(0, 2 / fan_in) with fan_in = in_channels * kh * kw / (sh * sw), the number of terms an
+    output pixel sums on average (each sees kh / sh by kw / sw input positions per channel).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, bias=True,
+                 init="he", rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels = check_int_at_least(in_channels, "in_channels", 1)
+        self.out_channels = check_int_at_least(out_channels, "out_channels", 1)
+        self.kernel_size, self.stride, self.padding = check_geometry(kernel_size, stride, padding)
+        self.output_padding = pair_at_least(output_padding, "output_padding", 0)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"output_padding must be smaller than the stride {self.stride} (it picks one of the "
+                             f"stride's possible output sizes), got {self.output_padding}")
+        self.init, self.use_bias, self.dtype = init, _check_bias(bias), _check_dtype(dtype)
+        self.reset_parameters(np.random.default_rng() if rng is None else rng)
+
+    def reset_parameters(self, rng):
+        shape = (self.in_channels, self.out_channels) + self.kernel_size
+        taps = self.kernel_size[0] * self.kernel_size[1] / (self.stride[0] * self.stride[1])
+        fan_in, fan_out = self.in_channels * taps, self.out_channels * taps
+        self.params["weight"] = _init_weight(self.init, rng, shape, fan_in, fan_out, self.dtype)
+        if self.use_bias:
+            self.params["bias"] = np.zeros(self.out_channels, dtype=self.dtype)
+        self.zero_grad()
+
+    def forward(self, x):
+        """x (N, in, H, W) -> (N, out, Ho, Wo): every input value stamps its filters, scaled, onto the output."""
+        y = ops.conv_transpose2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding,
+                                 self.output_padding)
+        return self._remember(x, y)
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        """dx = conv2d(dy, weight); with param_grads also dweight (ops.conv_transpose2d_backward) and dbias."""
+        x = self._recalled(dy)
+        w = self.params["weight"]
+        if not param_grads:
+            return ops.conv2d(dy, w, None, self.stride, self.padding)
+        dx, dw, db = ops.conv_transpose2d_backward(dy, x, w, self.stride, self.padding)
+        self._accumulate("weight", dw)
+        if self.use_bias:
+            self._accumulate("bias", db)
+        return dx
+
+    # geometry stays None: an output pixel reads about k / s input positions with a jump of 1 / s input
+    # positions between neighbours, and the receptive-field arithmetic (minicnn.shapes) has whole
+    # strides only; so, for it, a transposed convolution ends the layers with feature maps.
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, output_padding={self.output_padding}")
+
+
+class Upsample(Layer):
+    """Resize by whole factors, (N, C, H, W) -> (N, C, H * sh, W * sw): nearest or bilinear
+    (align_corners=False), as torch.nn.Upsample. No parameters; backward is the transpose of the same
+    linear map (ops.upsample2d_backward). Followed by a stride-1 Conv2d it is "resize, then convolve"."""
+
+    # geometry stays None, for the reason ConvTranspose2d gives: a jump of 1 / scale input positions.
+
+    def __init__(self, scale_factor, mode="nearest"):
+        super().__init__()
+        self.scale_factor = pair_at_least(scale_factor, "scale_factor", 1)
+        self.mode = check_choice(mode, "mode", ops.UPSAMPLE_MODES)
+
+    def forward(self, x):
+        return self._remember(x.shape, ops.upsample2d(x, self.scale_factor, self.mode))
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return ops.upsample2d_backward(dy, self._recalled(dy), self.scale_factor, self.mode)
+
+    def extra_repr(self):
+        return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
+
+
 class Linear(Layer):
     """Fully connected: y = x @ weight.T + bias, weight (out_features, in_features)."""
 

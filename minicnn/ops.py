@@ -159,6 +159,27 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
     return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding)
 
 
+def conv_transpose2d_backward(dx, y, w, stride=1, padding=0):
+    """Gradients of x = conv_transpose2d(y, w, b, stride, padding, output_padding) given dL/dx (N, C, H, W).
+
+    The duality read the other way: dy = conv2d(dx, w) (the forward convolution), dw = the conv2d weight
+    gradient with the roles swapped (y plays the conv's output gradient, dx its input:
+    dw[f, c, i, j] = sum over (n, a, b) of y[n, f, a, b] * dx_padded[n, c, a*sh + i, b*sw + j]),
+    db = dx summed over N, H, W. Returns (dy, dw, db); output_padding is read off dx's size.
+    """
+    check_nonempty(check_array(dx, "dx", ndim=4), "dx")
+    check_nonempty(check_array(y, "y", ndim=4), "y")
+    check_array(w, "w", ndim=4, dtype_like=dx)
+    check_array(y, "y", dtype_like=dx)
+    kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
+    output_padding = tuple(int(size + 2 * p - k) % s for size, k, s, p in zip(dx.shape[2:], kernel, stride, padding))
+    *_, output_hw = check_conv_transpose_operands(y, w, None, stride, padding, output_padding)
+    check_shape(dx, "dx (the gradient at conv_transpose2d's output)", (y.shape[0], w.shape[1], *output_hw))
+    dy = kernels.conv2d(dx, w, None, stride, padding)
+    dw = kernels.conv2d_weight_grad(y, dx, kernel, stride, padding)
+    return dy, dw, dx.sum(axis=(0, 2, 3))
+
+
 # ----------------------------------------------------------------------------------------------
 # pooling
 
@@ -279,6 +300,65 @@ def adaptive_avg_pool2d_backward(dy, input_shape):
 
 
 # ----------------------------------------------------------------------------------------------
+# upsampling by resizing (the "resize, then convolve" alternative to a transposed convolution)
+
+
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+def interpolation_matrix(size, scale, mode, dtype=np.float64):
+    """The (size * scale, size) matrix A that resizes one axis: out = A @ in (PyTorch's interpolate).
+
+    nearest:  out[o] = in[o // scale]
+    bilinear: (align_corners=False) out[o] reads source position t = max((o + 0.5) / scale - 0.5, 0)
+              as (1 - l) in[floor(t)] + l in[min(floor(t) + 1, size - 1)], l = t - floor(t).
+    Every row sums to 1: a constant input stays constant.
+    """
+    size = check_int_at_least(size, "size", 1)
+    scale = check_int_at_least(scale, "scale", 1)
+    check_choice(mode, "mode", UPSAMPLE_MODES)
+    out = np.arange(size * scale)
+    matrix = np.zeros((size * scale, size))
+    if mode == "nearest":
+        matrix[out, out // scale] = 1.0
+        return matrix.astype(dtype)
+    source = np.maximum((out + 0.5) / scale - 0.5, 0.0)
+    low = np.floor(source).astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    weight_high = source - low
+    np.add.at(matrix, (out, low), 1.0 - weight_high)
+    np.add.at(matrix, (out, high), weight_high)
+    return matrix.astype(dtype)
+
+
+def _interpolation_matrices(hw, scale_factor, mode, dtype):
+    (sh, sw), (h, w) = pair_at_least(scale_factor, "scale_factor", 1), hw
+    return interpolation_matrix(h, sh, mode, dtype), interpolation_matrix(w, sw, mode, dtype)
+
+
+def upsample2d(x, scale_factor, mode="nearest"):
+    """Resize x (N, C, H, W) -> (N, C, H * sh, W * sw) by whole factors: y = A_h @ x @ A_w.T per plane.
+
+    A_h, A_w are interpolation_matrix(H, sh, mode), interpolation_matrix(W, sw, mode): nearest or
+    bilinear (align_corners=False), as torch.nn.functional.interpolate(x, scale_factor=(sh, sw), mode).
+    """
+    check_nonempty(check_array(x, "x", ndim=4), "x")
+    rows, cols = _interpolation_matrices(x.shape[2:], scale_factor, mode, x.dtype)
+    return rows @ x @ cols.T
+
+
+def upsample2d_backward(dy, input_shape, scale_factor, mode="nearest"):
+    """dL/dx of upsample2d: the transpose of the same linear map, dx = A_h.T @ dy @ A_w (N, C, H, W).
+
+    For nearest, each input pixel collects the sum of its sh x sw copies' gradients."""
+    check_array(dy, "dy", ndim=4)
+    n, c, h, w = check_input_shape(input_shape)
+    rows, cols = _interpolation_matrices((h, w), scale_factor, mode, dy.dtype)
+    check_shape(dy, "dy", (n, c, rows.shape[0], cols.shape[0]))
+    return rows.T @ dy @ cols
+
+
+# ----------------------------------------------------------------------------------------------
 # ReLU
 
 
@@ -382,3 +462,29 @@ def cross_entropy_backward(logits, labels):
     grad = softmax(logits)
     grad[np.arange(len(labels)), labels] -= 1
     return grad / logits.dtype.type(len(labels))
+
+
+def _pixels_as_rows(scores, labels):
+    """scores (N, K, H, W), labels (N, H, W) int -> (N*H*W, K) scores and (N*H*W,) labels, checked."""
+    check_nonempty(check_array(scores, "scores", ndim=4), "scores", "NKHW")
+    if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
+        got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise TypeError(f"labels must be an integer numpy array (N, H, W), got {got}")
+    n, k, h, w = scores.shape
+    check_shape(labels, "labels (one class per pixel)", (n, h, w))
+    return scores.transpose(0, 2, 3, 1).reshape(-1, k), labels.reshape(-1)
+
+
+def pixel_cross_entropy(scores, labels):
+    """Per-pixel cross-entropy, the mean over every image and pixel of -log softmax_k(scores)[labels].
+
+    scores (N, K, H, W): K class scores at each pixel (softmax over the channel axis); labels (N, H, W)
+    ints in [0, K). The same number as cross_entropy over the N*H*W pixels taken as samples."""
+    return cross_entropy(*_pixels_as_rows(scores, labels))
+
+
+def pixel_cross_entropy_backward(scores, labels):
+    """dL/dscores of pixel_cross_entropy: (softmax over K - onehot(labels)) / (N*H*W), (N, K, H, W)."""
+    rows, flat = _pixels_as_rows(scores, labels)
+    n, k, h, w = scores.shape
+    return cross_entropy_backward(rows, flat).reshape(n, h, w, k).transpose(0, 3, 1, 2).copy()

@@ -285,7 +285,7 @@ def write_shapes_broden(out, n, seed=0, size=64, distractor=False, batch_size=25
     """
     from PIL import Image
 
-    from ..data import concept_masks, iter_shapes
+    from ..data import iter_shapes
 
     out = Path(out)
     n = check_int_at_least(n, "n", 1)
@@ -297,7 +297,7 @@ def write_shapes_broden(out, n, seed=0, size=64, distractor=False, batch_size=25
     category_images = np.zeros(len(plan), dtype=np.int64)  # per category: images with any of its labels
     index_rows = []
     for batch in iter_shapes(n, seed=seed, batch_size=batch_size, size=size, distractor=distractor):
-        _, masks = concept_masks(batch)  # (b, 23, S, S), in label-number order
+        _, masks = batch.concepts()  # (b, 23, S, S), in label-number order
         pixels += masks.sum(axis=(0, 2, 3))
         images_with += masks.any(axis=(2, 3)).sum(axis=0)
         for image, image_masks, index in zip(batch.images, masks, batch.indices):

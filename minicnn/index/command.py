@@ -1,26 +1,28 @@
 """`minicnn index` and `minicnn dissect`: the dataset index from the command line.
 
-    minicnn index --model vgg16 --layers features.29,features.22 --images ~/photos --k 9 --out idx
+    minicnn index --model vgg16 --layers features_22,features_29 --images ~/photos --k 9 --out idx
     minicnn index --model shapes_vgg --layers relu3_2 --shapes 2000 --seed 1 --out idx --scheduler dask --workers 2
     minicnn dissect --model shapes_vgg --layers relu3_2 --broden shapes_broden --out dis
 
 Both resume an unfinished run in --out with the same settings and refuse a folder holding another.
 """
+import functools
 import time
 from pathlib import Path
 
 from .model import MODEL_NAMES
 
 
-def add_commands(commands):
-    """Add the `index` and `dissect` sub-commands to cli.build_parser's sub-parsers."""
+def add_commands(commands, user_error):
+    """Add the `index` and `dissect` sub-commands to cli.build_parser's sub-parsers; a mistake of the
+    user's is raised as `user_error` (cli.UserError: one line, exit status 2)."""
     index = commands.add_parser(
         "index", help="dataset search over an image collection: the top-k images of every unit, resumable",
         description="One forward pass per batch updates the top-k images of every channel of every layer named; the "
                     "index is written to --out (.npz shards + manifest.json) and read with minicnn.load_index(DIR).")
     _common_arguments(index)
     index.add_argument("--k", type=int, default=9, help="images kept per unit (default: %(default)s)")
-    index.set_defaults(run=index_command)
+    index.set_defaults(run=functools.partial(index_command, user_error=user_error))
     dissect = commands.add_parser(
         "dissect", help="Network Dissection over a Broden dataset or the shapes, streamed and resumable",
         description="Exact per-unit top-quantile thresholds in two passes, then IoU tallies of every unit and concept; "
@@ -28,7 +30,7 @@ def add_commands(commands):
     _common_arguments(dissect, images=False)
     dissect.add_argument("--quantile", type=float, default=0.005, help="top quantile T_k (default: %(default)s)")
     dissect.add_argument("--iou-threshold", type=float, default=0.04, help="detector threshold (default: %(default)s)")
-    dissect.set_defaults(run=dissect_command)
+    dissect.set_defaults(run=functools.partial(dissect_command, user_error=user_error))
 
 
 def _common_arguments(parser, images=True):
@@ -53,15 +55,13 @@ def _common_arguments(parser, images=True):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _user_errors(run):
-    """Turn what a user can get wrong (files, names, sizes, a missing extra) into cli.UserError."""
-    from ..cli import UserError
-
+def _user_errors(run, user_error):
+    """Turn what a user can get wrong (files, names, sizes, a missing extra) into `user_error`."""
     try:
         return run()
     except (ValueError, KeyError, OSError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        raise UserError(message) from None
+        raise user_error(message) from None
 
 
 def _setup(args):
@@ -84,24 +84,24 @@ def _setup(args):
     return spec, source, layers, options
 
 
-def index_command(args):
+def index_command(args, user_error):
     from .run import build_index
 
     started = time.perf_counter()
-    spec, source, layers, options = _user_errors(lambda: _setup(args))
-    index = _user_errors(lambda: build_index(spec, source, layers, args.out, k=args.k, **options))
+    spec, source, layers, options = _user_errors(lambda: _setup(args), user_error)
+    index = _user_errors(lambda: build_index(spec, source, layers, args.out, k=args.k, **options), user_error)
     seconds = time.perf_counter() - started
     print(f"indexed {index.num_images} images for layers {', '.join(index.layers)} in {seconds:.0f} s "
           f"({index.num_images / seconds:.1f} images/s); read it with minicnn.load_index({str(args.out)!r})")
     _report_skipped(index.skipped)
 
 
-def dissect_command(args):
+def dissect_command(args, user_error):
     from .run import dissect_source
 
-    spec, source, layers, options = _user_errors(lambda: _setup(args))
+    spec, source, layers, options = _user_errors(lambda: _setup(args), user_error)
     results = _user_errors(lambda: dissect_source(spec, source, layers, args.out, args.quantile, args.iou_threshold,
-                                                  **options))
+                                                  **options), user_error)
     for layer, dissection in results.items():
         print(f"{dissection.summary}; table: {Path(args.out) / f'dissection-{layer}.csv'}")
 

@@ -200,18 +200,26 @@ def scheduler_session(scheduler="local", workers=2, address=None):
         yield None
         return
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise ImportError("the dask scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
     if address is not None:
         with Client(address) as client:
             yield client
         return
+    with local_cluster(workers) as cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(workers):
+    """A dask.distributed LocalCluster of `workers` processes with one thread each, on 127.0.0.1; BLAS
+    and Numba kept to one thread per worker so that the workers do not fight over the cores."""
+    from dask.distributed import LocalCluster
+
     one_thread = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                          "MKL_NUM_THREADS")}
-    with LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread) as cluster, Client(cluster) as client:
-        yield client
+    return LocalCluster(n_workers=check_int_at_least(workers, "workers", 1), threads_per_worker=1, processes=True,
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", env=one_thread)
 
 
 def run_job(job, spec, source, plan, folder, client=None, progress=True):
@@ -246,11 +254,11 @@ def _run_dask(job, spec, source, plan, folder, todo, bar, client):
     if not todo:
         return ShardResult(None, 0, [])
     [model] = client.scatter([spec], broadcast=True, hash=False)  # sent to each worker once, not with every task
-    futures = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
+    pending = {client.submit(compute_shard, job, model, source.part(*shard), plan.batch_size, pure=False): shard
                for shard in todo}
-    merged = _tree_merge(client, job, list(futures))
-    for future in as_completed(futures):
-        shard = futures[future]
+    merged = _tree_merge(client, job, list(pending))
+    for future in as_completed(list(pending)):
+        shard = pending.pop(future)  # no reference left here: the cluster frees it once merged
         save_shard(shard_path(folder, job.name, shard), job, future.result())
         bar.update(shard[1] - shard[0])
     return merged.result()

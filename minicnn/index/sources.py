@@ -94,7 +94,7 @@ def imagenet_preprocessing(mode="torch"):
 
 def read_rgb(path):
     """(3, H, W) float32 RGB in [0, 1] (minicnn.data.load_image), or ValueError saying why not."""
-    from ..data import load_image
+    from ..io.images import load_image
 
     try:
         rgb = load_image(path)
@@ -254,13 +254,11 @@ class ShapesPart(NamedTuple):
         return make_shapes(stop - start, seed=self.seed, size=self.size, distractor=self.distractor, start=start)
 
     def batches(self, batch_size, with_concepts=False):
-        from ..data import concept_masks
-
         for first in range(self.start, self.stop, batch_size):
             shapes = self.make(first, min(first + batch_size, self.stop))
             concepts = None
             if with_concepts:
-                _, masks = concept_masks(shapes)
+                _, masks = shapes.concepts()
                 present = [np.flatnonzero(image_masks.any(axis=(1, 2))) for image_masks in masks]
                 concepts = Concepts((self.size, self.size), present,
                                     [image_masks[labels] for image_masks, labels in zip(masks, present)])
@@ -312,23 +310,3 @@ class ArrayPart(NamedTuple):
         for offset in range(0, len(self.images), batch_size):
             chunk = self.images[offset:offset + batch_size]
             yield Batch(np.arange(self.first_id + offset, self.first_id + offset + len(chunk), dtype=np.int64), chunk, [])
-
-
-def source_from_description(description, preprocessing, index_dir=None):
-    """Re-open the source a manifest describes (for crops and reconstructions after the run).
-
-    A folder source takes its file names from <index_dir>/images.txt, the listing the run used."""
-    kind = description["kind"]
-    if kind == "shapes":
-        return ShapesSource(description["n"], description["seed"], description["size"], description["distractor"])
-    if kind == "images":
-        names = (Path(index_dir) / "images.txt").read_text().splitlines() if index_dir is not None else None
-        return FolderSource(description["root"], preprocessing, names)
-    if kind == "broden":
-        from .broden import BrodenSource
-
-        return BrodenSource(description["root"], preprocessing)
-    if kind == "array":
-        raise ValueError("this index was made from an array of images in memory: its pixels are not on disk, so "
-                         "crops and reconstructions need that array (index the images as files to get them here)")
-    raise ValueError(f"unknown image source kind {kind!r} in the manifest; known kinds are shapes, images, broden")

@@ -25,6 +25,8 @@ import numpy as np
 
 from ..checks import check_int_at_least
 from ..shapes import ReceptiveField, receptive_field_box
+from .broden import BrodenSource
+from .sources import FolderSource, Preprocessing, ShapesSource
 
 FORMAT = "minicnn-index"
 VERSION = 1
@@ -188,8 +190,6 @@ class Index:
     @property
     def source(self):
         """The image source, re-opened from the manifest (for crops and reconstructions)."""
-        from .sources import Preprocessing, source_from_description
-
         if self._source is None:
             preprocessing = Preprocessing(**self.model["preprocessing"])
             self._source = source_from_description(self.manifest["settings"]["source"], preprocessing, self.folder)
@@ -239,6 +239,24 @@ class Index:
 def _cut(image, box):
     top, bottom, left, right = box
     return image[:, top:bottom, left:right]
+
+
+def source_from_description(description, preprocessing, index_dir=None):
+    """Re-open the source a manifest describes (for crops and reconstructions after the run).
+
+    A folder source takes its file names from <index_dir>/images.txt, the listing the run used."""
+    kind = description["kind"]
+    if kind == "shapes":
+        return ShapesSource(description["n"], description["seed"], description["size"], description["distractor"])
+    if kind == "images":
+        names = (Path(index_dir) / "images.txt").read_text().splitlines() if index_dir is not None else None
+        return FolderSource(description["root"], preprocessing, names)
+    if kind == "broden":
+        return BrodenSource(description["root"], preprocessing)
+    if kind == "array":
+        raise ValueError("this index was made from an array of images in memory: its pixels are not on disk, so "
+                         "crops and reconstructions need that array (index the images as files to get them here)")
+    raise ValueError(f"unknown image source kind {kind!r} in the manifest; known kinds are shapes, images, broden")
 
 
 def load_index(folder):

@@ -99,7 +99,7 @@ def _child(group, path, h5py):
         if link is None:
             raise FileProblem(f"{short(item.name)} has no member {short(part)}")
         if not isinstance(link, h5py.HardLink):
-            raise FileProblem(f"{short(item.name)}/{short(part)} is a link of type {type(link).__name__}, "
+            raise FileProblem(f"{short(item.name.rstrip('/') + '/' + part)} is a link of type {type(link).__name__}, "
                               "refused: a weight file is read from itself alone, through hard links")
         item = item[part]
     return item

@@ -35,7 +35,7 @@ class Budget:
         """Count `nbytes` for `what`, or raise FileProblem if the total would pass the limit."""
         if self.used + nbytes > self.limit:
             raise FileProblem(
-                f"{what} needs {nbytes:,} bytes; with the {self.used:,} already used that passes this "
+                f"{what} would take {nbytes:,} bytes; with the {self.used:,} already used that passes this "
                 f"file's budget of {self.limit:,} bytes (refused before allocating; a file you trust "
                 "can be read with load_weights(path, budget=...))")
         self.used += nbytes
@@ -100,14 +100,19 @@ def to_native(view, dtype_name, budget, what):
     return view.astype(view.dtype.newbyteorder("="), order="C")
 
 
-def read_exactly_into(stream, array, what):
-    """Fill `array` (C-contiguous) from `stream` in 16 MiB pieces; FileProblem if the stream ends first."""
+def read_exactly_into(stream, array, what, each_piece=None):
+    """Fill `array` (C-contiguous) from `stream` in 16 MiB pieces; FileProblem if the stream ends first.
+
+    each_piece(bytes_view), if given, sees every piece as it arrives (to compute a checksum).
+    """
     raw = memoryview(array).cast("B") if array.size else memoryview(b"")
     position, step = 0, 1 << 24
     while position < len(raw):
         got = stream.readinto(raw[position:position + step])
         if not got:
             raise FileProblem(f"truncated: {what} needs {len(raw):,} bytes, the file has {position:,}")
+        if each_piece is not None:
+            each_piece(raw[position:position + got])
         position += got
 
 

@@ -19,8 +19,8 @@ from collections import OrderedDict
 from .limits import FileProblem, short
 
 # The most opcodes one pickle may run. A state dict takes about 20 per tensor, so this allows
-# 50,000 tensors; it bounds the time (about a second) and the objects built.
-MAX_OPCODES = 1_000_000
+# 25,000 tensors; it bounds the time (under a second) and the objects built.
+MAX_OPCODES = 500_000
 # What one opcode may cost in memory besides the bytes it copies: one small Python object and a
 # stack or memo slot. Charged to the budget per opcode.
 OPCODE_BYTES = 128
@@ -125,15 +125,21 @@ class _Machine:
 
     # --------------------------------------------------------------- the loop
     def run(self):
-        for _count in range(MAX_OPCODES):
-            self.budget.charge(OPCODE_BYTES, "an opcode of the pickle")
-            code = self.take(1)
+        data, handlers = self.data, _HANDLERS
+        for count in range(MAX_OPCODES):
+            if count % 1024 == 0:
+                self.budget.charge(1024 * OPCODE_BYTES, "the pickle's opcodes")
+            position = self.position
+            code = data[position:position + 1]
+            if not code:
+                raise FileProblem("truncated: the file ends inside a pickle")
+            self.position = position + 1
             if code == b".":
                 value = self.pop()
                 if self.stack or self.marks:
                     raise FileProblem("malformed pickle: STOP leaves items on the stack")
                 return value
-            handler = _HANDLERS.get(code)
+            handler = handlers.get(code)
             if handler is None:
                 what = _REFUSED.get(code)
                 raise FileProblem(f"refused pickle opcode {what}" if what else
@@ -256,8 +262,12 @@ def _global_text(m):
 
 def _tuple_of(count):
     def handler(m):
-        items = [m.pop() for _ in range(count)]
-        m.push(tuple(reversed(items)))
+        stack = m.stack
+        if len(stack) < count:
+            raise FileProblem("malformed pickle: it pops from an empty stack (or past a MARK)")
+        items = tuple(stack[-count:])
+        del stack[-count:]
+        stack.append(items)
     return handler
 
 
@@ -300,7 +310,7 @@ _HANDLERS = {
     b"0": lambda m: m.pop_mark() if not m.stack and m.marks else m.pop(),   # POP (may pop a MARK)
     b"1": lambda m: m.pop_mark(),                                   # POP_MARK
     b"2": lambda m: m.push(m.top()),                                # DUP
-    b"N": lambda m: m.push(None),
+    b"N": lambda m: m.stack.append(None),
     b"\x88": lambda m: m.push(True),
     b"\x89": lambda m: m.push(False),
     b"I": lambda m: m.push(_text_int(m.line())),                   # INT

@@ -54,6 +54,9 @@ _TORCH_DTYPE_NAMES = {
     "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "uint64": "uint64",
     "bool": "bool",
 }
+# torch storage classes of elements that are not real numbers numpy holds: refused by name.
+_TORCH_UNREAD_STORAGES = ("ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage",
+                          "QInt32Storage", "QUInt4x2Storage", "QUInt2x4Storage")
 # torch dtypes numpy has no type for: a tensor of one of these is refused, naming the dtype.
 _TORCH_UNREAD_DTYPES = (
     "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu",
@@ -159,6 +162,7 @@ def _torch_names():
     }
     names = {qualname: Callable(qualname, function) for qualname, function in calls.items()}
     names.update({f"torch.{n}": StorageType(f"torch.{n}", d) for n, d in _TORCH_STORAGE_TYPES.items()})
+    names.update({f"torch.{n}": StorageType(f"torch.{n}", None) for n in _TORCH_UNREAD_STORAGES})
     for qualname in ("torch.UntypedStorage", "torch.storage.UntypedStorage"):
         names[qualname] = StorageType(qualname, "uint8", untyped=True)
     names.update({f"torch.{n}": DTypeName(f"torch.{n}", d) for n, d in _TORCH_DTYPE_NAMES.items()})
@@ -189,6 +193,9 @@ class StorageTable:
             raise FileProblem(f"refused persistent id of kind {short(kind)} (only 'storage' is allowed)")
         if not isinstance(storage_type, StorageType):
             raise FileProblem(f"storage {short(key)} has no torch storage type")
+        if storage_type.dtype is None:
+            raise FileProblem(f"storage {short(key)} has type {storage_type.qualname}, whose elements numpy cannot "
+                              f"hold; minicnn reads {', '.join(sorted(set(_TORCH_DTYPE_NAMES.values())))}")
         _check_storage_key(key)
         if not is_int(numel) or numel < 0:
             raise FileProblem(f"storage {key} has a malformed element count ({type(numel).__name__})")

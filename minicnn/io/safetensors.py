@@ -9,6 +9,7 @@ from .limits import (
     REAL_DTYPES,
     FileProblem,
     check_declared_size,
+    size_problem,
     file_dtype,
     is_int,
     itemsize,
@@ -50,11 +51,13 @@ def load_safetensors(stream, file_size, budget):
     budget.charge(sum(output_bytes(dtype, math.prod(shape)) for dtype, shape, _, _ in header.values()),
                   f"the {len(header)} tensors")
     arrays = {}
-    for name, (dtype, shape, begin, _end) in header.items():
-        stream.seek(data_start + begin)
+    for name, (dtype, shape, begin, end) in header.items():
         array = np.empty(shape, file_dtype(dtype))
-        read_exactly_into(stream, array, f"tensor {short(name)}")
-        arrays[name] = to_native(array, dtype, budget, f"tensor {short(name)}")
+        if end > begin:
+            stream.seek(data_start + begin)
+            read_exactly_into(stream, array, f"tensor {short(name)}")
+        native = array.dtype.isnative and dtype != "bfloat16"
+        arrays[name] = array if native else to_native(array, dtype, budget, f"tensor {short(name)}")
     return arrays
 
 
@@ -98,12 +101,13 @@ def _parse_safetensors_entry(name, entry):
     if not (isinstance(entry, dict) and {"dtype", "shape", "data_offsets"} <= set(entry)):
         raise FileProblem(f"tensor {short(name)}: header entry needs dtype, shape and data_offsets, got {short(entry)}")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in _SAFETENSORS_DTYPES:
+    if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
         raise FileProblem(f"tensor {short(name)}: unknown or unsupported dtype {short(dtype)} "
                        f"(minicnn reads {sorted(_SAFETENSORS_DTYPES)})")
     if not (isinstance(shape, list) and all(is_int(n) and n >= 0 for n in shape)):
         raise FileProblem(f"tensor {short(name)}: shape must be a list of non-negative integers, got {short(shape)}")
-    check_declared_size(f"tensor {short(name)}", shape)
+    if size_problem("", shape):
+        check_declared_size(f"tensor {short(name)}", shape)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(n) for n in offsets)):
         raise FileProblem(f"tensor {short(name)}: data_offsets must be [begin, end], got {short(offsets)}")
     dtype = _SAFETENSORS_DTYPES[dtype]

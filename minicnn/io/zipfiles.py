@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from .limits import FileProblem
+from .limits import FileProblem, read_exactly_into, short
 
 # General-purpose flag bits that mean "this entry cannot be read as plain bytes".
 _ENCRYPTED, _PATCHED, _STRONG_ENCRYPTION = 0x1, 0x20, 0x40
@@ -50,11 +50,11 @@ def open_archive(path):
 def check_member(info, methods=(zipfile.ZIP_STORED,)):
     """Refuse an encrypted, patched or strongly encrypted entry, or one not compressed by `methods`."""
     if info.flag_bits & (_ENCRYPTED | _PATCHED | _STRONG_ENCRYPTION):
-        raise FileProblem(f"entry {info.filename!r} is encrypted or a patch (zip flag bits "
+        raise FileProblem(f"entry {short(info.filename)} is encrypted or a patch (zip flag bits "
                           f"{info.flag_bits:#06x}); weight files are plain archives")
     if info.compress_type not in methods:
         allowed = " or ".join(_METHOD_NAMES[m] for m in methods)
-        raise FileProblem(f"entry {info.filename!r} uses zip compression method {info.compress_type}; "
+        raise FileProblem(f"entry {short(info.filename)} uses zip compression method {info.compress_type}; "
                           f"only {allowed} entries are read here")
 
 
@@ -63,14 +63,14 @@ def stored_data_offset(stream, info, file_size):
     stream.seek(info.header_offset)
     header = stream.read(_LOCAL_HEADER.size)
     if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-        raise FileProblem(f"entry {info.filename!r}: its local header is missing or corrupt")
+        raise FileProblem(f"entry {short(info.filename)}: its local header is missing or corrupt")
     name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
     name = stream.read(name_length)
     if name != info.orig_filename.encode("utf-8") and name != info.orig_filename.encode("cp437", "replace"):
-        raise FileProblem(f"entry {info.filename!r}: the local header names another file")
+        raise FileProblem(f"entry {short(info.filename)}: the local header names another file")
     start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
     if start + info.file_size > file_size:
-        raise FileProblem(f"entry {info.filename!r}: its {info.file_size:,} bytes run past the end of the file")
+        raise FileProblem(f"entry {short(info.filename)}: its {info.file_size:,} bytes run past the end of the file")
     return start
 
 
@@ -81,20 +81,14 @@ def read_stored_into(stream, info, file_size, array, skip=0):
     """
     check_member(info)
     if skip + array.nbytes != info.file_size:
-        raise FileProblem(f"entry {info.filename!r} has {info.file_size:,} bytes, expected {skip + array.nbytes:,}")
+        raise FileProblem(f"entry {short(info.filename)} has {info.file_size:,} bytes, expected {skip + array.nbytes:,}")
     start = stored_data_offset(stream, info, file_size)
     stream.seek(start)
-    crc = zlib.crc32(stream.read(skip))
-    raw = memoryview(array).cast("B") if array.size else memoryview(b"")
-    position, step = 0, 1 << 24
-    while position < len(raw):
-        got = stream.readinto(raw[position:position + step])
-        if not got:
-            raise FileProblem(f"entry {info.filename!r}: truncated")
-        crc = zlib.crc32(raw[position:position + got], crc)
-        position += got
-    if crc != info.CRC:
-        raise FileProblem(f"entry {info.filename!r}: CRC-32 mismatch, the bytes are corrupt")
+    crc = [zlib.crc32(stream.read(skip))]
+    read_exactly_into(stream, array, f"entry {short(info.filename)}",
+                      each_piece=lambda piece: crc.append(zlib.crc32(piece, crc.pop())))
+    if crc[0] != info.CRC:
+        raise FileProblem(f"entry {short(info.filename)}: CRC-32 mismatch, the bytes are corrupt")
     return array
 
 

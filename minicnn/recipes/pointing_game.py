@@ -1,8 +1,7 @@
 """The pointing game on held-out shapes images: does each method's map point at the object?
 
-    python -m minicnn.recipes.pointing_game --n 3000             # the README's tables (default 500 images)
-    python -m minicnn.recipes.pointing_game --n 20               # a quick run
-    python -m minicnn.recipes.pointing_game --out results.md     # also write the Markdown table to a file
+    python -m minicnn.recipes.pointing_game --n 3000 --out docs/results/pointing-game.md   # the docs page
+    python -m minicnn.recipes.pointing_game --n 20               # a quick run (default 500 images)
     python -m minicnn.recipes.pointing_game --random             # untrained weights (numbers will be low)
 
 For every image and method we take the map for the TRUE class and score it with
@@ -13,6 +12,8 @@ always points at the image centre.
 Models: CAM needs a GAP + linear head, so it runs on shapes_cam; every other method runs on
 shapes_vgg; Grad-CAM runs on both, at the ReLU after the last conv layer of each.
 Images: make_shapes(n, seed=HELD_OUT_SEED), a seed never used for training.
+--out FILE writes the tables as a page that names the command which produced it; hand-written notes
+below NOTES_MARKER in an existing FILE are kept.
 """
 import argparse
 import sys
@@ -25,6 +26,7 @@ from scipy.stats import binomtest
 
 from minicnn.data import CLASS_NAMES, HELD_OUT_SEED, iter_shapes
 from minicnn.models import load_pretrained, shapes_cam, shapes_vgg
+from minicnn.recipes.train_shapes import kept_notes
 from minicnn.viz.attribution import guided_backprop, occlusion, saliency
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer
 from minicnn.viz.search import deconvnet
@@ -32,11 +34,14 @@ from minicnn.viz.pointing import TOLERANCE, centre_maps, pointed_pixel, pointing
 
 
 
+NOTES_MARKER = "<!-- hand-written notes: pointing_game.py keeps everything below this line -->"
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=500, help="number of held-out images (default 500)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="dataset seed of the held-out images")
-    parser.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    parser.add_argument("--out", default=None, help="also write the tables as a Markdown page to this file")
     parser.add_argument("--random", action="store_true", help="use untrained (random) weights")
     parser.add_argument("--weights-dir", default=None, help="folder with shapes_cam.npz / shapes_vgg.npz")
     parser.add_argument("--batch-size", type=int, default=50, help="images per batch")
@@ -175,6 +180,13 @@ def markdown(args, rows, scores, labels, correct, weights_note):
     return "\n".join(lines) + "\n"
 
 
+def page(argv, table, notes=""):
+    """The docs page: a title, the command that produced the tables (from argv), the tables, then notes."""
+    command = " ".join(["python -m minicnn.recipes.pointing_game", *argv])
+    return (f"# The pointing game\n\nProduced by `{command}` (the tables below are its output; "
+            f"re-running it rewrites them and keeps the notes at the end).\n\n{table}{notes}")
+
+
 def target_lines(rows, scores, n):
     """One line per target: met or not by the point estimate, and whether the 95% interval is clear of it."""
     lines = []
@@ -204,6 +216,7 @@ def per_class_lines(rows, scores, labels):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
@@ -213,9 +226,10 @@ def main(argv=None):
     table = markdown(args, rows, scores, labels, correct, weights_note)
     print(table)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(table)
-        print(f"table written to {args.out}", file=sys.stderr)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page(argv, table, kept_notes(out, NOTES_MARKER)))
+        print(f"page written to {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

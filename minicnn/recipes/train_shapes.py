@@ -150,12 +150,12 @@ def write_readme(out):
     (out / "README.md").write_text(text + kept_notes(out / "README.md"))
 
 
-def kept_notes(readme):
-    """The hand-written notes of an existing README.md: NOTES_MARKER and all that follows it ("" if none)."""
+def kept_notes(readme, marker=NOTES_MARKER):
+    """The hand-written notes of an existing page: marker and all that follows it ("" if none)."""
     if not readme.is_file():
         return ""
     existing = readme.read_text()
-    return "\n" + existing[existing.index(NOTES_MARKER):] if NOTES_MARKER in existing else ""
+    return "\n" + existing[existing.index(marker):] if marker in existing else ""
 
 
 def compare_cards(cards, reference_dir):

@@ -12,6 +12,7 @@ from minicnn import Conv2d, MaxPool2d, Network, ReLU, data, models
 from minicnn.cli import main
 from minicnn.index import BrodenSource, build_index, dissect_source, write_shapes_broden
 from minicnn.index.broden import BrodenError
+from minicnn.io.images import load_image
 from minicnn.viz.dissection import dissect
 
 SIDE = 16
@@ -75,7 +76,7 @@ def write_fixture(root, n=7, seed=0):
 
 
 def brute_force(net, root, truth, layer, batch_size, quantile):
-    images = np.stack([data.load_image(root / "images" / f"im{i}.png") for i in range(len(truth))])
+    images = np.stack([load_image(root / "images" / f"im{i}.png") for i in range(len(truth))])
     batches = [(images[s:s + batch_size], truth[s:s + batch_size]) for s in range(0, len(images), batch_size)]
     return dissect(net, batches, layer, quantile, concept_names=[name for name, _ in LABELS.values()], progress=False)
 

@@ -884,3 +884,29 @@ def test_importing_minicnn_imports_no_weight_file_reader():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
                          cwd=REPO).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_unsigned_tensors_written_by_torch_are_read(tmp_path, dtype):
+    """torch writes these through _rebuild_tensor_v3 on an UntypedStorage (bytes), the dtype an argument."""
+    torch = pytest.importorskip("torch")
+    values = np.array([[0, 1, 2], [np.iinfo(dtype).max, 7, 65535]], dtype=dtype)
+    for fmt in ("zip", "legacy"):
+        path = tmp_path / f"{dtype}_{fmt}.pt"
+        torch.save({"w": torch.from_numpy(values.astype(np.int64)).to(getattr(torch, dtype)), "t": torch.ones(2)},
+                   path, _use_new_zipfile_serialization=(fmt == "zip"))
+        got = load_weights(path)
+        assert got["w"].dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got["w"], values)
+
+
+@pytest.mark.parametrize("dtype, message", [
+    ("float8_e4m3fn", r"a tensor has dtype torch\.float8_e4m3fn, which numpy cannot hold"),
+    ("float8_e5m2", r"a tensor has dtype torch\.float8_e5m2, which numpy cannot hold"),
+    ("complex64", r"storage '0' has type torch\.ComplexFloatStorage, whose elements numpy cannot hold"),
+])
+def test_a_torch_dtype_numpy_cannot_hold_is_refused_by_name(tmp_path, dtype, message):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.zeros(3).to(getattr(torch, dtype))}, tmp_path / "w.pt")
+    with pytest.raises(WeightFileError, match=message):
+        load_weights(tmp_path / "w.pt")

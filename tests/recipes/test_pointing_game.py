@@ -43,3 +43,15 @@ def test_the_targets_say_met_or_not_and_whether_the_interval_is_clear():
         "- Grad-CAM (shapes_vgg) >= 90%: NOT met (89.8%; the interval contains it).",
         "- occlusion (shapes_vgg) >= 90%: NOT met (86.7%; the whole interval is below it).",
     ]
+
+
+def test_the_page_it_writes_names_its_command_and_keeps_the_notes(tmp_path):
+    page = tmp_path / "pointing-game.md"
+    page.write_text(f"# an older run\n\n| old | table |\n\n{pointing_game.NOTES_MARKER}\n\nA note by hand.\n")
+    argv = ["--n", "2", "--random", "--smooth", "1", "--batch-size", "2", "--out", str(page)]
+    pointing_game.main(argv)
+    text = page.read_text()
+    assert text.startswith("# The pointing game\n\nProduced by `python -m minicnn.recipes.pointing_game "
+                           + " ".join(argv) + "`")
+    assert "Pointing game on 2 held-out shapes images" in text and "| old | table |" not in text
+    assert text.endswith(f"\n\n{pointing_game.NOTES_MARKER}\n\nA note by hand.\n")
