@@ -469,7 +469,7 @@ async function cameraLoop(camera) {
     drawChannels(answer.layer, answer.activations);
     const now = performance.now();
     state.frames.push(now);
-    while (state.frames.length && now - state.frames[0] > 2000) state.frames.shift();
+    while (state.frames.length && now - state.frames[0] > 5000) state.frames.shift();  // the rate over the last 5 s
     const rate = state.frames.length > 1 ? (state.frames.length - 1) / ((now - state.frames[0]) / 1000) : 0;
     document.body.dataset.frames = String(Number(document.body.dataset.frames || 0) + 1);
     document.body.dataset.rate = rate.toFixed(2);
