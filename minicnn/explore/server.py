@@ -46,7 +46,7 @@ def add_command(commands):
 
 def check_installed():
     """Starlette, uvicorn and python-multipart, or a UserError naming the extra to install."""
-    from ..cli import UserError
+    from ..user_input import UserError
 
     for module in ("starlette", "uvicorn", "multipart"):
         try:
@@ -61,26 +61,26 @@ def check_installed():
 
 def load_model(name, weights=None):
     """(net, cam_net or None, class names, mode) for --model/--weights, with the CLI's loading and errors."""
-    from .. import cli, models
+    from .. import models, user_input
     from ..data import CLASS_NAMES
 
     if name in ("alexnet", "vgg16"):
         from ..imagenet import class_names_for
 
-        net, mode = cli.imagenet_model_and_mode(name, weights)
+        net, mode = user_input.imagenet_model_and_mode(name, weights)
         return net, None, class_names_for(net[net.names[-1]].params["bias"].shape[0]), mode
     if weights is None or Path(weights).is_dir():
-        net = cli.pretrained(name, weights)
+        net = user_input.pretrained(name, weights)
         try:
-            cam_net = net if name == "shapes_cam" else cli.pretrained("shapes_cam", weights)
-        except cli.UserError:
+            cam_net = net if name == "shapes_cam" else user_input.pretrained("shapes_cam", weights)
+        except user_input.UserError:
             cam_net = None  # shapes_vgg alone: CAM is left out, Grad-CAM stays
         return net, cam_net, CLASS_NAMES, "shapes"
     build = models.shapes_cam if name == "shapes_cam" else models.shapes_vgg
     try:
-        net = build().load_state_dict(cli.read_weight_file(weights)).eval()
+        net = build().load_state_dict(user_input.read_weight_file(weights)).eval()
     except (ValueError, TypeError) as error:
-        raise cli.UserError(f"{weights} does not hold {name} weights: {error}") from None
+        raise user_input.UserError(f"{weights} does not hold {name} weights: {error}") from None
     return net, (net if name == "shapes_cam" else None), CLASS_NAMES, "shapes"
 
 
@@ -98,7 +98,7 @@ def shapes_dataset(n=SHAPES_DATASET_SIZE):
 
 def folder_dataset(folder, explorer_input):
     """Every PNG/JPEG/... image of a folder, made into network inputs by explorer_input(image, path)."""
-    from ..cli import UserError, read_image
+    from ..user_input import UserError, read_image
     from .state import IMAGE_SUFFIXES, Dataset
 
     folder = Path(folder)
@@ -120,7 +120,7 @@ def folder_dataset(folder, explorer_input):
 def load_index(folder, name, net):
     """minicnn.index.load_index(folder), checked to be an index of this network (name and weights), or a
     UserError saying what is wrong (also when minicnn.index is not installed)."""
-    from ..cli import UserError
+    from ..user_input import UserError
 
     try:
         from ..index import load_index as load
@@ -167,7 +167,7 @@ def free_port(host):
 
 
 def check_port(host, port):
-    from ..cli import UserError
+    from ..user_input import UserError
 
     with socket.socket() as probe:
         try:

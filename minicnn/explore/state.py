@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import cli
+from .. import explain, user_input
 from ..layers import Conv2d, ReLU
 from . import numbers
 
@@ -163,7 +163,7 @@ class Explorer:
             outputs = self.net.activations(np.zeros((1, 3, side, side), self.net.dtype), self.net.names)
         self.layer_shapes = {name: tuple(outputs[name].shape[1:]) for name in self.net.names}
         self.spatial = [name for name in self.net.names if len(self.layer_shapes[name]) == 3]
-        self.methods = [m for m in cli.METHODS if m != "cam" or cam_net is not None]
+        self.methods = [m for m in explain.METHODS if m != "cam" or cam_net is not None]
         self.occlusion_box = (12, 4) if mode == "shapes" else (48, 16)
 
     def close(self):
@@ -183,7 +183,7 @@ class Explorer:
                 "index": self.index is not None, "max_upload_bytes": MAX_UPLOAD_BYTES}
 
     def method_title(self, method):
-        return cli.method_title(method, self.prepared(None))
+        return explain.method_title(method, self.prepared(None))
 
     def check_layer(self, layer, spatial=False):
         valid = self.spatial if spatial else self.net.names
@@ -211,14 +211,14 @@ class Explorer:
             with self.lock:
                 return int(self.net.forward(image.x)[0].argmax())
         try:
-            return cli.resolve_target(str(target).strip(), self.class_names)
-        except cli.UserError as error:
+            return user_input.resolve_target(str(target).strip(), self.class_names)
+        except user_input.UserError as error:
             raise ExplorerError(404, str(error), list(self.class_names)) from None
 
     # ------------------------------------------------------------------ images
     def add_image(self, data, filename="upload", keep=True):
         """Bytes of an uploaded image file -> an Image, kept under a new id (keep=False: a camera frame,
-        used once). Read as `minicnn explain` reads a file (cli.read_image), then made into the network
+        used once). Read as `minicnn explain` reads a file (user_input.read_image), then made into the network
         input as explain does."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise ExplorerError(413, f"the image is {len(data)} bytes; the limit is {MAX_UPLOAD_BYTES} bytes "
@@ -230,9 +230,9 @@ class Explorer:
             path = Path(folder) / (Path(filename).stem[:40] + suffix if filename else "upload" + suffix)
             path.write_bytes(data)
             try:
-                image, notes = cli.read_image(path)
+                image, notes = user_input.read_image(path)
                 x, display, more = self.network_input(image, path)
-            except cli.UserError as error:  # its message names the temporary file: name the upload instead
+            except user_input.UserError as error:  # its message names the temporary file: name the upload instead
                 message = str(error).replace(str(path), Path(filename).name)
                 raise ExplorerError(415, f"{Path(filename).name} is not an image minicnn can read: {message}") from None
         image = Image(f"upload-{next(self.counter)}-{uuid.uuid4().hex[:6]}", Path(filename).name, x, display,
@@ -248,10 +248,10 @@ class Explorer:
     def network_input(self, image, path):
         """(x (1, 3, H, W), display (3, H, W), notes) from a (3, H, W) image, as `minicnn explain` makes them."""
         if self.mode == "shapes":
-            x, notes = cli.shapes_input(image, path)
+            x, notes = user_input.shapes_input(image, path)
             return x, x[0], notes
-        notes = cli.imagenet_notes(Path(path).name, image.shape[1:])
-        x, display = cli.imagenet_input(image, self.mode)
+        notes = user_input.imagenet_notes(Path(path).name, image.shape[1:])
+        x, display = user_input.imagenet_input(image, self.mode)
         return x, display[0], notes
 
     def image(self, image_id):
@@ -271,10 +271,10 @@ class Explorer:
                                  f"{KEPT_IMAGES} newer ones)")
 
     def prepared(self, image):
-        """The cli.Prepared `minicnn explain` builds for one image (image None: for method titles)."""
+        """The explain.Prepared `minicnn explain` builds for one image (image None: for method titles)."""
         x = None if image is None else image.x
         display = None if image is None else image.display[None]
-        return cli.Prepared(self.name, self.net, self.cam_net, x, display, self.class_names, self.occlusion_box, [])
+        return explain.Prepared(self.name, self.net, self.cam_net, x, display, self.class_names, self.occlusion_box, [])
 
     # ------------------------------------------------------------------ what the network says
     def predict(self, image, k=5):
@@ -288,11 +288,11 @@ class Explorer:
                 for name, probability in topk(scores, k, self.class_names)]
 
     def attribution(self, image, target, method):
-        """The (H, W) map of `method` for class `target`: cli.attribution_map, the function explain calls.
+        """The (H, W) map of `method` for class `target`: explain.attribution_map, the function explain calls.
         Occlusion takes many forward passes: use start_occlusion for it."""
         self.check_method(method)
         with self.lock:
-            return np.asarray(cli.attribution_map(method, self.prepared(image), target), dtype=np.float32)
+            return np.asarray(explain.attribution_map(method, self.prepared(image), target), dtype=np.float32)
 
     def activations(self, image, layer):
         """Every channel of one layer for the image: (K, h, w) (a flat layer: (K,))."""

@@ -4,6 +4,9 @@
     minicnn bench --cases conv_fwd_b conv_bwd_b # a subset (names: minicnn bench --list)
     minicnn bench --quick                       # short rounds, for a first look while developing
     minicnn bench --markdown docs/bench.md      # also write the table as Markdown
+    minicnn bench --algorithm im2col            # minicnn's convolutions by im2col only (default: auto)
+    minicnn bench --algorithm-rule              # im2col against Winograd on a sweep of layer shapes
+    minicnn bench --threads 1 --cpu-time        # one thread each, CPU time per call: steadier on a busy machine
 
 How one number is measured (see docs/performance.md for why):
   - every (library, case) runs in a fresh Python process that imports only that library (as a user
@@ -78,18 +81,19 @@ def conv_operands(shape):
     return x, w, dy, p
 
 
-def minicnn_call(case):
-    """The function minicnn runs for this case (built from the same data as torch's)."""
+def minicnn_call(case, algorithm="auto"):
+    """The function minicnn runs for this case (built from the same data as torch's); algorithm: its
+    convolutions' (ops.choose_conv_algorithm)."""
     from minicnn import ops
     if case in NETWORKS:
-        return minicnn_network_call(case)
+        return minicnn_network_call(case, algorithm)
     op, shape = case.rsplit("_", 1)
     x, w, dy, p = conv_operands(shape)
     pooled, switches = ops.max_pool2d(dy, 2)
     return {
-        "conv_fwd": lambda: ops.conv2d(x, w, None, 1, p),
-        "conv_bwd": lambda: ops.conv2d_backward(dy, x, w, 1, p),
-        "conv_t": lambda: ops.conv_transpose2d(dy, w, None, 1, p),
+        "conv_fwd": lambda: ops.conv2d(x, w, None, 1, p, algorithm),
+        "conv_bwd": lambda: ops.conv2d_backward(dy, x, w, 1, p, algorithm),
+        "conv_t": lambda: ops.conv_transpose2d(dy, w, None, 1, p, algorithm=algorithm),
         "pool": lambda: ops.max_pool2d(dy, 2),
         "unpool": lambda: ops.max_unpool2d(pooled, switches, dy.shape[2:]),
         "relu": lambda: ops.relu(dy),
@@ -107,9 +111,10 @@ def network_inputs(case):
     return net, x, labels
 
 
-def minicnn_network_call(case):
+def minicnn_network_call(case, algorithm):
     from minicnn.train import Adam, train_step
     net, x, labels = network_inputs(case)
+    net.set_conv_algorithm(algorithm)
     if case == "vgg16_fwd":
         return lambda: net.forward(x)
     if case == "vgg16_saliency":
@@ -127,7 +132,7 @@ def minicnn_network_call(case):
 def torch_call(case):
     """The function torch runs for this case."""
     import torch
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     F = torch.nn.functional
     if case in NETWORKS:
         return torch_network_call(torch, case)
@@ -247,12 +252,15 @@ def case_flops(case):
 # one worker process: one library, one case
 
 
+CLOCK = time.perf_counter  # the worker's clock: wall time, or time.process_time with --cpu-time
+
+
 def time_calls(fn, count):
     times = []
     for _ in range(count):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return times
 
 
@@ -275,9 +283,9 @@ def settle(fn):
         previous = median
 
 
-def worker(library, case, calls):
+def worker(library, case, calls, algorithm):
     """Run in a fresh process: build the case with one library, warm up, time; print one JSON line."""
-    fn = minicnn_call(case) if library == "minicnn" else torch_call(case)
+    fn = minicnn_call(case, algorithm) if library == "minicnn" else torch_call(case)
     warmup_calls, settled = settle(fn)
     count = max(7, min(calls, int(MAX_TIMED_SECONDS / max(settled, 1e-6))))
     times = time_calls(fn, count)
@@ -305,26 +313,72 @@ def sgemm_worker():
 
 
 # ----------------------------------------------------------------------------------------------
+# the rule of algorithm="auto": im2col against Winograd, minicnn alone
+
+RULE_SHAPES = [  # (N, C, F, H = W): 3x3 stride-1 layers with padding 1, from few channels to many
+    (32, 3, 32, 32), (1, 3, 64, 224), (8, 8, 8, 56), (8, 16, 16, 56), (64, 16, 16, 64), (64, 16, 32, 32),
+    (8, 32, 32, 56), (32, 32, 64, 16), (8, 64, 64, 56), (1, 64, 64, 224), (1, 256, 256, 28), (1, 512, 512, 14),
+]
+
+
+def algorithm_rule(markdown=None, calls=9, rounds=3):
+    """Time conv2d forward and its input gradient by im2col and by Winograd on RULE_SHAPES (float32):
+    medians of `calls` calls, rounds alternating between the two, the best round kept."""
+    from minicnn import ops
+    lines = ["| layer N, C->F, HxW | forward im2col ms | forward Winograd ms | ratio | "
+             "input gradient im2col ms | Winograd ms | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for n, c, f, h in RULE_SHAPES:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((f, c, 3, 3), dtype=np.float32)
+        dy = rng.standard_normal((n, f, h, h), dtype=np.float32)
+        best = {}
+        for r in range(rounds):
+            for algorithm in ("im2col", "winograd") if r % 2 == 0 else ("winograd", "im2col"):
+                for op, fn in (("fwd", lambda: ops.conv2d(x, w, None, 1, 1, algorithm)),
+                               ("dx", lambda: ops.conv2d_input_gradient(dy, w, x.shape, 1, 1, algorithm))):
+                    time_calls(fn, 2)
+                    ms = 1000 * statistics.median(time_calls(fn, calls))
+                    best[op, algorithm] = min(ms, best.get((op, algorithm), float("inf")))
+        cells = []
+        for op in ("fwd", "dx"):
+            cells += [f"{best[op, 'im2col']:.2f}", f"{best[op, 'winograd']:.2f}",
+                      f"{best[op, 'winograd'] / best[op, 'im2col']:.2f}"]
+        lines.append(f"| N{n}, {c}->{f}, {h}x{h} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    if markdown:
+        with open(markdown, "w") as file:
+            file.write("\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
 # the parent: spawn the workers, keep the best round, print the table
 
 
-def run_worker(*arguments):
-    """Run this module in a fresh Python process with these arguments; its last output line as JSON."""
+def run_worker(*arguments, threads=None):
+    """Run this module in a fresh Python process with these arguments (and, if given, that many threads
+    for Numba, OpenMP and the BLAS libraries); its last output line as JSON."""
     command = [sys.executable, "-m", "minicnn.recipes.bench", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if threads:
+        env.update({name: str(threads) for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
+                                                    "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(cases, libraries, rounds, calls):
+def measure(cases, libraries, rounds, calls, algorithm, threads=None, cpu_time=False):
     """{(library, case): best median ms over the rounds}; in each round the libraries alternate."""
     best = {}
+    clock = ["--cpu-time"] if cpu_time else []
     for r in range(rounds):
         for case in cases:
             order = libraries if r % 2 == 0 else libraries[::-1]
             for library in order:
-                ms = run_worker("--worker", library, case, "--calls", str(calls))["median_ms"]
+                ms = run_worker("--worker", library, case, "--calls", str(calls), "--algorithm", algorithm, *clock,
+                                threads=threads)["median_ms"]
                 best[library, case] = min(ms, best.get((library, case), float("inf")))
                 print(f"  round {r + 1}: {library:8s} {case_title(case):50s} {ms:9.2f} ms", flush=True)
     return best
@@ -369,6 +423,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one round of 7 calls: a first look, not a result")
     parser.add_argument("--minicnn-only", action="store_true", help="do not run torch")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown to FILE")
+    parser.add_argument("--algorithm", default="auto", choices=["auto", "im2col", "winograd"],
+                        help="minicnn's convolution algorithm (default: auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for each library (default: all cores)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time each call by the process's CPU time (all its threads) instead of the wall clock")
+    parser.add_argument("--algorithm-rule", action="store_true",
+                        help="time im2col against Winograd on a sweep of 3x3 layers (minicnn only, one process)")
     parser.add_argument("--worker", nargs=2, metavar=("LIBRARY", "CASE"), help=argparse.SUPPRESS)
     parser.add_argument("--sgemm", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -379,7 +441,12 @@ def main(argv=None):
         sgemm_worker()
         return 0
     if args.worker:
-        worker(*args.worker, args.calls)
+        global CLOCK
+        CLOCK = time.process_time if args.cpu_time else time.perf_counter
+        worker(*args.worker, args.calls, args.algorithm)
+        return 0
+    if args.algorithm_rule:
+        algorithm_rule(args.markdown)
         return 0
     if args.quick:
         args.rounds, args.calls = 1, 7
@@ -394,7 +461,7 @@ def main(argv=None):
     shown = " ".join(a for a in (sys.argv[1:] if argv is None else argv))
     command = f"minicnn bench {shown}".strip()
     print(conditions(libraries, sgemm, command), flush=True)
-    best = measure(args.cases, libraries, args.rounds, args.calls)
+    best = measure(args.cases, libraries, args.rounds, args.calls, args.algorithm, args.threads, args.cpu_time)
     lines = table(args.cases, libraries, best)
     print("\n".join(lines))
     if args.markdown:

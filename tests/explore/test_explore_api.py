@@ -23,7 +23,7 @@ pytest.importorskip("multipart")
 from PIL import Image  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from minicnn import cli, data, ops  # noqa: E402
+from minicnn import cli, data, explain, ops, user_input  # noqa: E402
 from minicnn.explore import numbers  # noqa: E402
 from minicnn.explore.app import create_app  # noqa: E402
 from minicnn.explore.server import build_explorer  # noqa: E402
@@ -36,7 +36,8 @@ from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
 from minicnn.viz.dissection import dissect  # noqa: E402
 from minicnn.viz.search import deconvnet, top_patches  # noqa: E402
-from strategies import conv_geometry, random_array  # noqa: E402
+from minicnn.testing import conv_geometry  # noqa: E402
+from strategies import random_array  # noqa: E402
 
 DATASET_SIZE = 40
 
@@ -90,8 +91,8 @@ def upload(tmp_path_factory):
 
 def network_input(path):
     """(1, 3, 64, 64) as `minicnn explain` makes it from the file."""
-    image, _ = cli.read_image(path)
-    return cli.shapes_input(image, path)[0]
+    image, _ = user_input.read_image(path)
+    return user_input.shapes_input(image, path)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ def test_model_lists_every_layer_with_its_output_shape_and_the_classes(client, e
     assert all(tuple(layer["shape"]) == outputs[layer["name"]].shape[1:] for layer in answer["layers"])
     assert answer["classes"] == list(data.CLASS_NAMES)
     assert answer["name"] == "shapes_vgg"
-    assert set(answer["methods"]) == set(cli.METHODS)
+    assert set(answer["methods"]) == set(explain.METHODS)
 
 
 def test_predict_equals_the_top5_minicnn_explain_prints(client, explorer, upload, tmp_path, capsys):
@@ -392,7 +393,7 @@ def test_an_index_gives_each_unit_its_top_hits_and_their_pictures(index_folder):
 
 
 def test_an_index_of_another_model_is_one_clear_error(index_folder):
-    with pytest.raises(cli.UserError, match="indexes shapes_vgg, not the shapes_cam"):
+    with pytest.raises(user_input.UserError, match="indexes shapes_vgg, not the shapes_cam"):
         build_explorer("shapes_cam", index=index_folder)
 
 
@@ -413,7 +414,7 @@ def test_an_imagenet_model_runs_through_the_same_api(tmp_path):
     try:
         with TestClient(create_app(explorer)) as client:
             answer = client.post("/api/predict", files={"image": ("wide.png", (tmp_path / "wide.png").read_bytes())})
-            x = cli.imagenet_input(cli.read_image(tmp_path / "wide.png")[0], "torch")[0]
+            x = user_input.imagenet_input(user_input.read_image(tmp_path / "wide.png")[0], "torch")[0]
             assert [(r["class"], r["probability"]) for r in answer.json()["top5"]] == topk(net.forward(x)[0], 5)
             assert any("enlarged" in note for note in answer.json()["image"]["notes"])
             numbers_ = client.get("/api/numbers/features_1?image_id=dataset-1&channel=7&i=10&j=20").json()
