@@ -85,7 +85,7 @@ assert shape_classes == list(data.CLASS_NAMES)  # every class has a unit of its 
 # is also its texture's, so those two tie). A unit takes the label of the concept it covers best, so a
 # class can lose all its units to look-alikes: the network shipped before 2026-12-07 (trained without
 # the learning-rate warm-up) had no cross detector, nor had any of the networks retrained before this
-# one (README, Network Dissection).
+# one (docs/results/shapes-vgg.md).
 for name in data.CLASS_NAMES:
     best = result.units_for(name)[0]
     runner_up = int(np.argsort(-result.iou[best.unit])[1])

@@ -28,9 +28,18 @@ from .train import SGD, Adam, fit
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """minicnn.load_index, imported on first use: `import minicnn` does not load the dataset index."""
+    if name == "load_index":
+        from .index.store import load_index
+
+        return load_index
+    raise AttributeError(f"module 'minicnn' has no attribute {name!r}")
+
 __all__ = [
     "ops", "Layer", "AdaptiveAvgPool2d", "Conv2d", "Linear", "ReLU", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
     "Dropout", "ConvTranspose2d", "Upsample", "Unflatten", "Network", "SGD", "Adam", "fit", "conv2d", "conv2d_backward", "conv_transpose2d",
     "max_pool2d", "max_unpool2d", "avg_pool2d", "global_avg_pool2d", "relu", "relu_backward", "linear",
-    "softmax", "log_softmax", "cross_entropy",
+    "softmax", "log_softmax", "cross_entropy", "load_index",
 ]

@@ -39,7 +39,7 @@ class Layer:
 
     def zero_grad(self):
         for name, value in self.params.items():
-            self.grads[name] = np.zeros_like(value)
+            self.grads[name] = np.zeros(value.shape, value.dtype)   # untouched pages cost no memory
 
     def _accumulate(self, name, grad):
         self.grads[name] = self.grads.get(name, 0) + grad
@@ -72,15 +72,39 @@ class Layer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+class NoInit:
+    """Pass as `rng` when a file will replace every parameter: nothing is drawn, the weights start as
+    np.zeros, whose pages the operating system hands out only when they are first written."""
+
+
+# Elements drawn at a time: the float64 draws of a piece take 8 MiB, whatever the layer's size.
+_INIT_PIECE = 1 << 20
+
+
+def _drawn(draw, shape, dtype):
+    """An array of `shape` and `dtype` filled with draw(n) (float64), one piece of _INIT_PIECE at a time.
+
+    A Generator gives the same numbers drawn in pieces as in one call, so this equals
+    draw(prod(shape)).reshape(shape).astype(dtype) without the whole float64 temporary.
+    """
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _INIT_PIECE):
+        stop = min(start + _INIT_PIECE, flat.size)
+        flat[start:stop] = draw(stop - start)
+    return out
+
+
 def he_normal(rng, shape, fan_in, dtype):
     """He (Kaiming) init for layers followed by ReLU: N(0, 2 / fan_in)."""
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    scale = np.sqrt(2.0 / fan_in)
+    return _drawn(lambda n: rng.standard_normal(n) * scale, shape, dtype)
 
 
 def xavier_uniform(rng, shape, fan_in, fan_out, dtype):
     """Xavier (Glorot) init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+    return _drawn(lambda n: rng.uniform(-limit, limit, size=n), shape, dtype)
 
 
 def _check_bias(bias):
@@ -97,17 +121,22 @@ def _check_dtype(dtype):
 
 def _init_weight(init, rng, shape, fan_in, fan_out, dtype):
     check_choice(init, "init", ("he", "xavier"))
+    if isinstance(rng, NoInit):
+        return np.zeros(shape, dtype)
     if init == "he":
         return he_normal(rng, shape, fan_in, dtype)
     return xavier_uniform(rng, shape, fan_in, fan_out, dtype)
 
 
 class Conv2d(Layer):
-    """2D convolution, weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
+    """2D convolution, weight (out_channels, in_channels, kh, kw), bias (out_channels,).
+    algorithm: "auto", "im2col" or "winograd", for the forward pass and dx (ops.choose_conv_algorithm);
+    an attribute, so it can be changed later (Network.set_conv_algorithm sets it on every Conv2d)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 init="he", rng=None, dtype=np.float32):
+                 init="he", rng=None, dtype=np.float32, algorithm="auto"):
         super().__init__()
+        self.algorithm = check_choice(algorithm, "algorithm", ops.CONV_ALGORITHMS)
         self.in_channels = check_int_at_least(in_channels, "in_channels", 1)
         self.out_channels = check_int_at_least(out_channels, "out_channels", 1)
         self.kernel_size, self.stride, self.padding = check_geometry(kernel_size, stride, padding)
@@ -125,7 +154,7 @@ class Conv2d(Layer):
 
     def forward(self, x):
         """x (N, C, H, W) -> (N, F, Ho, Wo). Keeps x: backward rebuilds its im2col columns tile by tile."""
-        y = ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
+        y = ops.conv2d(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding, self.algorithm)
         return self._remember(x, y)
 
     def backward(self, dy, rule="gradient", param_grads=True):
@@ -133,8 +162,8 @@ class Conv2d(Layer):
         x = self._recalled(dy)
         w = self.params["weight"]
         if not param_grads:
-            return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding)
-        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding)
+            return ops.conv2d_input_gradient(dy, w, x.shape, self.stride, self.padding, self.algorithm)
+        dx, dw, db = ops.conv2d_backward(dy, x, w, self.stride, self.padding, self.algorithm)
         self._accumulate("weight", dw)
         if self.use_bias:
             self._accumulate("bias", db)

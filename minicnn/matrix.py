@@ -28,7 +28,13 @@ import numpy as np
 
 from . import ops
 from .checks import check_array, check_int_at_least
-from .shapes import check_geometry, check_geometry_1d, conv2d_output_shape, conv_output_size
+from .im2col import flip_kernel
+from .shapes import (
+    check_geometry,
+    check_geometry_1d,
+    conv2d_output_shape,
+    conv_output_size,
+)
 
 MAX_MATRIX_ENTRIES = 2**26  # 512 MB of float64: explicit matrices are for small examples only
 
@@ -46,14 +52,6 @@ def _check_matrix_size(rows, cols):
             f"the dense matrix would have shape ({rows}, {cols}) = {rows * cols} entries, more than "
             f"{MAX_MATRIX_ENTRIES}: explicit convolution matrices are for small examples"
         )
-
-
-def flip_kernel(w):
-    """The kernel of the transposed convolution as an ordinary one: w (F, C, kh, kw) -> (C, F, kh, kw).
-
-    Spatially flipped (rotated by 180 degrees) and with input / output channels swapped.
-    """
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
 def insert_zeros(a, stride):

@@ -42,10 +42,21 @@ from pathlib import Path
 import numpy as np
 
 from .checks import state_problems
-from .layers import (AdaptiveAvgPool2d, Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool2d, Linear,
-                     MaxPool2d, ReLU, Unflatten)
-from .network import Network
 from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .layers import (
+    AdaptiveAvgPool2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    NoInit,
+    ReLU,
+    Unflatten,
+)
+from .network import Network
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -54,20 +65,6 @@ SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
 # ----------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------
-
-class _Zeros:
-    """Stands in for np.random.Generator when a file is about to overwrite every weight.
-
-    Drawing VGG16's 138 million random numbers takes seconds; "drawing" zeros is instant.
-    Only Conv2d and Linear are given this; Dropout always gets a real generator.
-    """
-
-    def standard_normal(self, shape):
-        return np.zeros(shape, dtype=np.float32)
-
-    def uniform(self, low, high, size):
-        return np.zeros(size, dtype=np.float32)
-
 
 def _vgg_features(channels, rng, prefix="features"):
     """torchvision's VGG `features`: 3x3 convs (padding 1) each followed by ReLU; "M" = 2x2 max-pool.
@@ -266,12 +263,14 @@ def is_keras_vgg16(state):
     return any(key.startswith("block1_conv1.") for key in state)
 
 
-def imagenet_model_from_state(name, state, source="state"):
+def imagenet_model_from_state(name, state, source="state", adopt=False):
     """Build `name` ("alexnet" or "vgg16") and copy `state` into it (float32).
 
     state: torchvision's names ("features.0.weight"), minicnn's ("features_0.weight") or, for VGG16,
     Keras' ("block1_conv1.weight"). The number of classes is read from the last layer's bias.
-    A state that does not fit raises one ValueError naming `source` and listing every problem.
+    No weights are drawn: the file replaces every one. adopt=True hands the arrays over instead of
+    copying them (Network.load_state_dict). A state that does not fit raises one ValueError naming
+    `source` and listing every problem.
     """
     _check_imagenet_name(name)
     if name == "vgg16" and is_keras_vgg16(state):
@@ -279,11 +278,11 @@ def imagenet_model_from_state(name, state, source="state"):
     state = minicnn_to_torchvision(torchvision_to_minicnn(state))   # whatever came in: torchvision's
     last_bias = state.get("classifier.6.bias")
     num_classes = last_bias.shape[0] if last_bias is not None and last_bias.ndim == 1 else 1000
-    net = Network(IMAGENET_LAYERS[name](num_classes, _Zeros(), np.random.default_rng()))
+    net = Network(IMAGENET_LAYERS[name](num_classes, NoInit(), np.random.default_rng()))
     problems = _layout_problems(net, state)
     if problems:
         raise ValueError(f"{source} does not hold {name} weights in torchvision's layout: " + " | ".join(problems))
-    return net.load_state_dict(torchvision_to_minicnn(state))
+    return net.load_state_dict(torchvision_to_minicnn(state), adopt=adopt)
 
 
 def weights_cache_dir():
@@ -314,7 +313,7 @@ def load_imagenet_model(name, weights_path=None):
     (unreadable) or ValueError (keys or shapes).
     """
     weights_path = imagenet_weights_file(name, weights_path)
-    return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
+    return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path), adopt=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -499,6 +498,6 @@ def load_pretrained(name, weights_dir=None):
             f"the file is corrupt, truncated or from another training run; {retrain}")
     state = load_weights(weights_path)
     try:
-        return PRETRAINED[name]().load_state_dict(state).eval()
+        return PRETRAINED[name]().load_state_dict(state, adopt=True).eval()
     except ValueError as error:
         raise WeightFileError(f"{weights_path}: {error}") from error

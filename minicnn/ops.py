@@ -19,6 +19,7 @@ from .im2col import RELU_RULES
 from .checks import check_array, check_choice, check_int_at_least, check_labels, check_shape
 from .shapes import check_geometry, conv2d_output_shape, conv_transpose2d_output_shape, pair, pair_at_least
 
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")  # see choose_conv_algorithm
 
 # what one entry along each axis is called, for the layouts below (NCHW images, FCHW filters, ...)
 AXIS_NAMES = {"N": "image", "C": "channel", "H": "row", "W": "column", "F": "filter", "K": "class",
@@ -81,17 +82,48 @@ def _check_conv_operands(x, w, b, x_name="x"):
         check_shape(b, "b", (w.shape[0],))
 
 
-def conv2d(x, w, b=None, stride=1, padding=0):
+def winograd_applies(kernel, stride, padding):
+    """Can Winograd's F(4x4, 3x3) compute this convolution? 3x3 filters, stride 1, the same padding
+    of 0, 1 or 2 on both axes (pairs, as check_geometry returns them)."""
+    return kernel == (3, 3) and stride == (1, 1) and padding[0] == padding[1] <= 2
+
+
+def choose_conv_algorithm(algorithm, kernel, stride, padding, dtype, in_channels, out_channels):
+    """The algorithm a conv op runs: "im2col" (tiles of im2col + a matrix product: any geometry, the
+    teaching form) or "winograd" (3x3, stride 1, padding 0-2 only: minicnn.winograd).
+
+    "auto" picks winograd for float32 when it applies and both channel counts are at least
+    WINOGRAD_MIN_CHANNELS (with fewer, its transforms cost more than the products they save;
+    measured on this machine: docs/performance.md); float64 stays on im2col.
+    Asking for "winograd" where it does not apply is an error naming the geometry.
+    """
+    check_choice(algorithm, "algorithm", CONV_ALGORITHMS)
+    applies = winograd_applies(kernel, stride, padding)
+    if algorithm == "winograd" and not applies:
+        raise ValueError(f"algorithm 'winograd' needs a 3x3 kernel, stride 1 and the same padding 0-2 on both "
+                         f"axes, got kernel {kernel}, stride {stride}, padding {padding}; use 'im2col' or 'auto'")
+    if algorithm == "auto":
+        fast = dtype == np.float32 and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+        return "winograd" if applies and fast else "im2col"
+    return algorithm
+
+
+WINOGRAD_MIN_CHANNELS = 32
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, algorithm="auto"):
     """Cross-correlation y[n,f] = sum_c x[n,c] * w[f,c] + b[f].
 
     x (N, C, H, W), w (F, C, kh, kw), b (F,) -> y (N, F, Ho, Wo), Ho = (H + 2p - kh) // s + 1.
     Mathematically im2col + one matrix product: y = w.reshape(F, -1) @ im2col(x) (minicnn.im2col.conv2d
     says exactly that); kernels.conv2d computes the same numbers tile by tile, so that the columns
-    never have to exist all at once.
+    never have to exist all at once. algorithm: "auto", "im2col" or "winograd" (choose_conv_algorithm).
     """
     _check_conv_operands(x, w, b)
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
     conv2d_output_shape(x.shape[2:], kernel, stride, padding)  # raises if the kernel does not fit
+    if choose_conv_algorithm(algorithm, kernel, stride, padding, x.dtype, w.shape[1], w.shape[0]) == "winograd":
+        return kernels.winograd_conv2d(x, w, b, padding[0])
     return kernels.conv2d(x, w, b, stride, padding)
 
 
@@ -116,35 +148,39 @@ def check_conv_transpose_operands(y, w, b, stride, padding, output_padding):
     return kernel, stride, padding, output_padding, (h, wd)
 
 
-def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0):
+def conv_transpose2d(y, w, b=None, stride=1, padding=0, output_padding=0, algorithm="auto"):
     """The transpose (adjoint) of conv2d with the forward conv's weights w (F, C, kh, kw).
 
     y (N, F, Hy, Wy) -> x (N, C, H, W) with H = (Hy - 1) s - 2p + kh + output_padding; b is (C,).
     Computed as col2im(w.reshape(F, -1).T @ y): every y value stamps a scaled copy of its filter
     onto the output, overlapping stamps add. <conv2d(x, w), y> == <x, conv_transpose2d(y, w)>.
     kernels.conv_transpose2d computes it tile by tile (a sample and a chunk of x's channels each).
+    At stride 1 it is also a 3x3 conv of y with the flipped filter: algorithm "winograd" (or "auto",
+    see choose_conv_algorithm) computes it that way.
     """
     kernel, stride, padding, _, (h, wd) = check_conv_transpose_operands(y, w, b, stride, padding, output_padding)
+    if choose_conv_algorithm(algorithm, kernel, stride, padding, y.dtype, w.shape[0], w.shape[1]) == "winograd":
+        return kernels.winograd_conv_transpose2d(y, w, b, padding[0])
     return kernels.conv_transpose2d(y, w, b, (h, wd), stride, padding)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0):
+def conv2d_backward(dy, x, w, stride=1, padding=0, algorithm="auto"):
     """Gradients of y = conv2d(x, w, b, stride, padding) given dL/dy (N, F, Ho, Wo).
 
     dx = conv_transpose2d(dy, w)  (the transposed convolution, with output_padding to reach x's size),
     dw = dy_rows @ im2col(x).T (computed tile by tile: kernels.conv2d_weight_grad), db = dy summed
     over N, Ho, Wo.  Returns (dx, dw, db). The columns im2col(x) are rebuilt tile by tile, in cache:
-    faster than keeping them in memory (C*kh*kw times the size of x).
+    faster than keeping them in memory (C*kh*kw times the size of x). algorithm: for dx (dw is im2col's).
     """
     _check_conv_operands(x, w, None)
-    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding)  # checks dy's shape against x's
+    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding, algorithm)  # checks dy's shape against x's
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
     dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 
 
-def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
+def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0, algorithm="auto"):
     """dL/dx of a conv2d whose input had shape input_shape: conv_transpose2d with the right output_padding.
 
     A strided conv maps several input sizes to one output size; output_padding = (H + 2p - kh) mod s
@@ -156,7 +192,7 @@ def conv2d_input_gradient(dy, w, input_shape, stride=1, padding=0):
     check_array(dy, "dy", ndim=4, dtype_like=w)
     check_shape(dy, "dy", (n, w.shape[0], *conv2d_output_shape((h, wd), (kh, kw), (sh, sw), (ph, pw))))
     output_padding = ((h + 2 * ph - kh) % sh, (wd + 2 * pw - kw) % sw)
-    return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding)
+    return conv_transpose2d(dy, w, None, (sh, sw), (ph, pw), output_padding, algorithm)
 
 
 def conv_transpose2d_backward(dx, y, w, stride=1, padding=0):

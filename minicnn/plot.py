@@ -1,4 +1,4 @@
-"""Figures for the README and the lessons: plain functions, each returns a matplotlib Figure.
+"""Figures for the tour, the docs and the lessons: plain functions, each returns a matplotlib Figure.
 
 Every function takes an optional ``path``: when given, the figure is also saved there as a PNG.
 The figures are built with ``matplotlib.figure.Figure`` directly (rendered by the Agg backend), not

@@ -13,7 +13,8 @@ from helpers import REPO
 PACKAGE = REPO / "minicnn"
 
 # level of each module, from the bottom; a module may import its own level and the levels below.
-# Subpackages are given by their prefix (everything under io/ is "io").
+# Subpackages are given by their prefix (everything under io/ is "io"); a dotted entry names one
+# module of a subpackage that sits elsewhere (the most specific entry wins).
 LEVELS = [
     ("argument checks", ["checks"]),
     ("math: sizes, the im2col reference, Winograd's transforms", ["shapes", "im2col", "winograd"]),
@@ -25,7 +26,7 @@ LEVELS = [
      ["models", "data", "imagenet", "io"]),
     ("methods: viz/, figures, the dataset index, evaluation", ["viz", "plot", "index", "evaluate"]),
     ("faces and tools: the tour, the CLI, the explorer, the recipes, minicnn.testing",
-     ["tour", "cli", "explore", "recipes", "testing", "__main__"]),
+     ["tour", "cli", "explain", "user_input", "explore", "recipes", "testing", "__main__", "index.command"]),
 ]
 
 
@@ -62,10 +63,12 @@ GRAPH = {module_name(path): imported_modules(path, module_name(path)) for path i
 
 
 def level_of(module):
-    top = module.split(".")[0]
-    for index, (_, members) in enumerate(LEVELS):
-        if top in members:
-            return index
+    parts = module.split(".")
+    for length in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:length])
+        for index, (_, members) in enumerate(LEVELS):
+            if prefix in members:
+                return index
     raise AssertionError(f"minicnn.{module} has no level in LEVELS: add it where it belongs")
 
 

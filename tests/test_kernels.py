@@ -107,11 +107,6 @@ def test_im2col_col2im_adjoint(case):
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12 * np.abs(c).sum())
 
 
-def test_col2im_rejects_wrong_shape():
-    with pytest.raises(ValueError, match="cols must have shape"):
-        kernels.col2im(np.zeros((5, 4)), (1, 1, 4, 4), (3, 3), (1, 1), (0, 0))
-
-
 # ----------------------------------------------------------------------------------------------
 # the tiled convolution kernels: conv2d, conv2d_weight_grad, conv_transpose2d (and im2col_tile)
 # ----------------------------------------------------------------------------------------------
@@ -209,11 +204,6 @@ def test_tiled_conv_on_one_sample_cut_into_bands():
                                        rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_weight_grad_rejects_dy_of_the_wrong_size():
-    with pytest.raises(ValueError, match="dy has shape"):
-        kernels.conv2d_weight_grad(np.zeros((1, 2, 3, 3)), np.zeros((1, 1, 4, 4)), (3, 3), (1, 1), (0, 0))
-
-
 # ----------------------------------------------------------------------------------------------
 # max_pool / unpool
 # ----------------------------------------------------------------------------------------------
@@ -291,11 +281,6 @@ def test_max_pool_edge_cases_follow_the_rule_in_kernel_and_reference():
             assert np.isnan(y[0, 0][whole]) and switches[0, 0][whole] == 1
 
 
-def test_max_pool_rejects_padding_over_half_the_kernel():
-    with pytest.raises(ValueError, match="at most half the kernel"):
-        kernels.max_pool(np.zeros((1, 1, 4, 4)), (2, 2), (1, 1), (0, 2))
-
-
 @MANY
 @given(cases(pool=True))
 def test_unpool_equals_reference(case):
@@ -306,14 +291,6 @@ def test_unpool_equals_reference(case):
     assert_close(got, reference.unpool(dy, switches, case.x.shape[2:]), case.x.dtype)
     total = pytest.approx(float(dy.sum()), rel=1e-4, abs=1e-4 * float(np.abs(dy).sum()))
     assert float(got.sum()) == total  # every value lands exactly once
-
-
-def test_unpool_rejects_switches_outside_the_plane():
-    y = np.ones((1, 1, 1, 2))
-    with pytest.raises(ValueError, match="outside the output plane"):
-        kernels.unpool(y, np.array([[[[0, 4]]]]), (2, 2))
-    with pytest.raises(ValueError, match="shape of y"):
-        kernels.unpool(y, np.array([[[[0]]]]), (2, 2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,7 +333,3 @@ def test_relu_rules_by_hand():
     np.testing.assert_array_equal(kernels.relu_backward(dy, x, "deconvnet"), [10.0, 10.0, 0.0, 10.0])
     np.testing.assert_array_equal(kernels.relu_backward(dy, x, "guided"), [0.0, 10.0, 0.0, 0.0])
 
-
-def test_relu_backward_rejects_unknown_rule_and_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"\['gradient', 'deconvnet', 'guided'\].*'backprop'"):
-        kernels.relu_backward(np.ones(3), np.ones(3), "backprop")

@@ -8,7 +8,6 @@ torch.save; minicnn reads the files without torch and must compute the same numb
 """
 import copy
 import hashlib
-import importlib.util
 import json
 import socket
 import subprocess
@@ -22,11 +21,13 @@ import pytest
 from helpers import REPO
 
 from minicnn import models
+from minicnn.recipes import fetch_weights
 from minicnn.imagenet import (
     CAFFE_BGR_MEAN, IMAGENET_CLASSES, IMAGENET_WNIDS, center_crop, denormalize, normalize, preprocess,
     resize_shorter_side, resized_shape, top5,
 )
 from minicnn.io import WeightFileError, save_weights
+from minicnn.layers import NoInit
 
 try:
     import torch
@@ -36,7 +37,6 @@ except ImportError:  # the torch tests are skipped; the rest run
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is the oracle of these tests")
-FETCH_SCRIPT = REPO / "scripts" / "fetch_weights.py"
 RELATIVE_TOLERANCE = 1e-4
 
 
@@ -293,12 +293,12 @@ def test_keras_vgg16_names_and_channels_last_fc1_are_converted():
 
 
 def test_layer_names_follow_torchvision_indices():
-    net = models.Network(models.IMAGENET_LAYERS["alexnet"](1000, models._Zeros(), np.random.default_rng(0)))
+    net = models.Network(models.IMAGENET_LAYERS["alexnet"](1000, NoInit(), np.random.default_rng(0)))
     keys = list(models.minicnn_to_torchvision(net.state_dict()))
     assert keys == [f"{part}.{i}.{p}" for part, indices in (("features", (0, 3, 6, 8, 10)), ("classifier", (1, 4, 6)))
                     for i in indices for p in ("weight", "bias")]
     assert models.torchvision_to_minicnn({"module.features.0.weight": 1}) == {"features_0.weight": 1}
-    vgg_features = models.Network(models._vgg_features(models.VGG16_CHANNELS, models._Zeros()))  # no classifier: cheap
+    vgg_features = models.Network(models._vgg_features(models.VGG16_CHANNELS, NoInit()))  # no classifier: cheap
     pools = [name for name in vgg_features.names if isinstance(vgg_features[name], models.MaxPool2d)]
     assert pools == ["features_4", "features_9", "features_16", "features_23", "features_30"]
     assert all(isinstance(vgg_features[models.VGG16_LAYERS[f"conv{b}_1"]], models.ReLU) for b in range(1, 6))
@@ -353,7 +353,7 @@ def test_load_pretrained_refuses_a_file_that_does_not_match_its_card(tmp_path):
     write_pretrained(tmp_path, "shapes_cam")
     weights = tmp_path / "shapes_cam.npz"
     weights.write_bytes(weights.read_bytes()[:-100])   # truncated
-    with pytest.raises(WeightFileError, match=r"shapes_cam\.npz: SHA-256 .* does not match .*train_shapes\.py"):
+    with pytest.raises(WeightFileError, match=r"shapes_cam\.npz: SHA-256 .* does not match .*minicnn\.recipes\.train_shapes"):
         models.load_pretrained("shapes_cam", tmp_path)
 
 
@@ -445,13 +445,6 @@ def test_imagenet_classes_and_top5():
 # minicnn/recipes/fetch_weights.py
 # ----------------------------------------------------------------------------------------------
 
-def load_fetch_script():
-    spec = importlib.util.spec_from_file_location("fetch_weights", FETCH_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @needs_torch
 def test_fetch_converts_a_file_the_user_has(weight_files, tmp_path, monkeypatch, capsys):
     path, saved = weight_files["alexnet-zip-float32"]
@@ -459,7 +452,7 @@ def test_fetch_converts_a_file_the_user_has(weight_files, tmp_path, monkeypatch,
     official_name = tmp_path / f"alexnet-owt-{prefix}.pth"
     official_name.symlink_to(path)
     cache = tmp_path / "cache"
-    assert load_fetch_script().main(["alexnet", "--from", str(official_name), "--cache", str(cache)]) == 0
+    assert fetch_weights.main(["alexnet", "--from", str(official_name), "--cache", str(cache)]) == 0
     assert f"SHA-256 starts with {prefix}" in capsys.readouterr().out
     monkeypatch.setenv("MINICNN_CACHE", str(cache))
     net = models.load_imagenet_model("alexnet")            # finds <cache>/alexnet.npz
@@ -469,14 +462,14 @@ def test_fetch_converts_a_file_the_user_has(weight_files, tmp_path, monkeypatch,
 def test_fetch_refuses_a_file_whose_hash_does_not_match_its_name(tmp_path, capsys):
     bad = tmp_path / "vgg16-397923af.pth"
     bad.write_bytes(b"not the real file")
-    assert load_fetch_script().main(["vgg16", "--from", str(bad), "--cache", str(tmp_path)]) == 1
+    assert fetch_weights.main(["vgg16", "--from", str(bad), "--cache", str(tmp_path)]) == 1
     assert "SHA-256 starts with" in capsys.readouterr().err and not (tmp_path / "vgg16.npz").exists()
 
 
 def test_fetch_refuses_keras_weights_whose_preprocessing_a_cached_file_would_lose(tmp_path, capsys):
     keras = tmp_path / "vgg16_keras.npz"
     np.savez(keras, **{"block1_conv1.weight": np.zeros((3, 3, 3, 64), np.float32)})
-    assert load_fetch_script().main(["vgg16", "--from", str(keras), "--cache", str(tmp_path)]) == 1
+    assert fetch_weights.main(["vgg16", "--from", str(keras), "--cache", str(tmp_path)]) == 1
     assert "Keras' VGG16 weights, which expect caffe-mode input" in capsys.readouterr().err
     assert not (tmp_path / "vgg16.npz").exists()
 
@@ -489,7 +482,7 @@ def closed_port():
 
 def test_fetch_offline_says_so_in_one_line(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/vgg16-397923af.pth"
-    done = subprocess.run([sys.executable, str(FETCH_SCRIPT), "vgg16", "--url", url, "--cache", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "minicnn.recipes.fetch_weights", "vgg16", "--url", url, "--cache", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr

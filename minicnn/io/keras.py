@@ -1,11 +1,12 @@
 """Keras HDF5 weights (Keras 1, 2 and 3 layouts), converted to PyTorch's conventions; h5py imported lazily."""
+import math
 import re
 
 import numpy as np
 
 from minicnn.checks import check_array
 
-from .limits import FileProblem, check_declared_dtype, check_declared_size
+from .limits import FileProblem, check_declared_dtype, check_declared_size, short
 
 # ----------------------------------------------------------------------------------------------
 # Keras HDF5
@@ -56,24 +57,52 @@ def _import_h5py(path):
     return h5py
 
 
-def load_keras_h5(path):
+def load_keras_h5(path, budget):
     """Keras HDF5 weights, converted to PyTorch conventions and names ("conv2d.weight").
 
-    Classic layout (Keras 2 / tf.keras: model.save_weights("x.h5") or model.save("x.h5"), which puts
-    the same thing in a group model_weights): attribute layer_names; in each layer group, attribute
-    weight_names ("conv2d/kernel:0", or Keras 1's "conv2d_W_1:0") and a dataset of that name.
-    Keras 3 (model.save_weights("x.weights.h5")): layers/<layer>/vars/0, 1, ... with no names; only
-    conv and dense layers (a kernel and an optional bias) can be told apart there.
+    Classic layout (Keras 2 / tf.keras, and Keras 3's legacy model.save("x.h5")): attribute
+    layer_names (under a group model_weights in model.save's files); in each layer group,
+    attribute weight_names ("conv2d/kernel:0", or Keras 1's "conv2d_W_1:0") and a dataset of
+    that name. Keras 3 (model.save_weights("x.weights.h5")): layers/<class>/vars/0, 1, ..., the
+    layer's own name in the vars group's attribute "name"; only conv and dense layers (a kernel and
+    an optional bias) can be told apart there.
+
+    Only hard links are followed: a soft or external link anywhere on the walked path, external
+    storage and virtual datasets are refused, so nothing is read from another file. Every
+    dataset's declared size is charged to the budget before any is read.
     """
     h5py = _import_h5py(path)
     with h5py.File(path, "r") as h5:
-        root = h5["model_weights"] if "model_weights" in h5 else h5
+        root = _child(h5, "model_weights", h5py) if _has_link(h5, "model_weights") else h5
         if _has_name_list(root.attrs, "layer_names"):
-            return _read_keras_classic(root)
-        if "layers" in h5:
-            return _read_keras3(h5, h5py)
-    raise FileProblem("an HDF5 file without Keras weights (no layer_names attribute, "
-                   "no model_weights group, no Keras 3 layers group)")
+            found = _keras_classic_datasets(root, h5py)
+        elif _has_link(h5, "layers"):
+            found = _keras3_datasets(_child(h5, "layers", h5py), h5py)
+        else:
+            raise FileProblem("an HDF5 file without Keras weights (no layer_names attribute, "
+                              "no model_weights group, no Keras 3 layers group)")
+        budget.charge(sum(_dataset_cost(dataset) for dataset, _ in found.values()), f"the {len(found)} datasets")
+        return {name: _read_dataset(dataset, kernel, budget) for name, (dataset, kernel) in found.items()}
+
+
+def _has_link(group, name):
+    return group.get(name, getlink=True) is not None
+
+
+def _child(group, path, h5py):
+    """group[path], following hard links only (one path component at a time)."""
+    item = group
+    for part in path.split("/"):
+        if not part:
+            continue
+        link = item.get(part, getlink=True)
+        if link is None:
+            raise FileProblem(f"{short(item.name)} has no member {short(part)}")
+        if not isinstance(link, h5py.HardLink):
+            raise FileProblem(f"{short(item.name.rstrip('/') + '/' + part)} is a link of type {type(link).__name__}, "
+                              "refused: a weight file is read from itself alone, through hard links")
+        item = item[part]
+    return item
 
 
 def _has_name_list(attrs, name):
@@ -92,41 +121,107 @@ def _read_name_list(attrs, name):
     return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for chunk in chunks for n in chunk]
 
 
-def _read_keras_classic(root):
-    state = {}
+def _keras_classic_datasets(root, h5py):
+    """{torch name: (dataset, is a kernel to transpose)} from layer_names and weight_names."""
+    found = {}
     for layer in _read_name_list(root.attrs, "layer_names"):
-        if layer not in root:
-            raise FileProblem(f"layer {layer!r} is listed in layer_names but has no group")
-        group = root[layer]
+        group = _child(root, layer, h5py)
         for weight_name in _read_name_list(group.attrs, "weight_names"):
-            if weight_name not in group:
-                raise FileProblem(f"layer {layer!r} lists weight {weight_name!r} but has no such dataset")
             name = _keras_torch_name(layer, weight_name)
-            if name in state:
-                raise FileProblem(f"two Keras weights map to the same name {name!r}")
-            state[name] = keras_kernel_to_torch(_read_h5_array(group[weight_name], root.file))
-    if not state:
+            if name in found:
+                raise FileProblem(f"two Keras weights map to the same name {short(name)}")
+            found[name] = (_dataset(_child(group, weight_name, h5py), h5py), True)
+    if not found:
         raise FileProblem("the Keras file lists no weights")
-    return state
+    return found
 
 
-def _read_h5_array(dataset, h5):
-    """Read a dataset that lives inside the file itself, once its declared dtype and shape pass.
+# The most groups a Keras 3 file's layers may hold, and how deep (models inside models) they may nest.
+MAX_HDF5_GROUPS = 100_000
+MAX_HDF5_DEPTH = 32
 
-    HDF5 can point elsewhere: external links to other files, datasets whose bytes are stored in
-    another file (a weight file could "contain" /etc/passwd), virtual datasets. All refused.
-    A chunked dataset with no chunks written takes a few bytes whatever shape it declares.
+
+def _keras3_datasets(layers, h5py):
+    """{torch name: (dataset, is a kernel)} from every layers/.../vars group, named by its "name" attribute."""
+    found, todo, visited = {}, [(layers, 0)], 0
+    while todo:
+        group, depth = todo.pop()
+        visited += 1
+        if visited > MAX_HDF5_GROUPS or depth > MAX_HDF5_DEPTH:
+            raise FileProblem(f"the Keras 3 layers nest deeper than {MAX_HDF5_DEPTH} or hold more than "
+                              f"{MAX_HDF5_GROUPS:,} groups")
+        for part in sorted(group):
+            child = _child(group, part, h5py)
+            if not isinstance(child, h5py.Group):
+                continue
+            if part == "vars" and len(child):
+                for name, item in _keras3_layer(_keras3_layer_name(child, layers), child, h5py).items():
+                    if name in found:
+                        raise FileProblem(f"two Keras 3 layers are named {short(name.rpartition('.')[0])}")
+                    found[name] = item
+            elif part != "vars":
+                todo.append((child, depth + 1))
+    if not found:
+        raise FileProblem("the Keras 3 file has no layer variables")
+    return found
+
+
+def _keras3_layer_name(variables, layers):
+    """The layer's own name (vars.attrs["name"], Keras 3.x), else its path: "conv2d", "block1.conv2d"."""
+    name = variables.attrs.get("name")
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="replace")
+    if isinstance(name, str) and name and "." not in name and len(name) <= 200:
+        return name
+    path = variables.parent.name[len(layers.name) + 1:]
+    return path.replace("/layers/", ".").replace("/", ".")
+
+
+def _keras3_layer(layer, variables, h5py):
+    datasets = [_dataset(_child(variables, str(i), h5py), h5py) for i in range(len(variables))]
+    shapes = [d.shape for d in datasets]
+    is_kernel = len(shapes[0]) >= 2 and len(datasets) <= 2
+    if not is_kernel or (len(datasets) == 2 and shapes[1] != (shapes[0][-1],)):
+        raise FileProblem(f"layer {short(layer)}: Keras 3 files do not name their variables and minicnn only reads "
+                          f"conv and dense layers (kernel, bias) from them; this one has shapes {short(shapes)}")
+    found = {f"{layer}.weight": (datasets[0], True)}
+    if len(datasets) == 2:
+        found[f"{layer}.bias"] = (datasets[1], False)
+    return found
+
+
+def _dataset(dataset, h5py):
+    """A dataset that lives inside the file itself, whose declared dtype and shape pass the two rules.
+
+    HDF5 can point elsewhere: datasets whose bytes are stored in another file (a weight file could
+    "contain" /etc/passwd), virtual datasets. Both refused. A chunked dataset with no chunks
+    written takes a few bytes whatever shape it declares: its declared size is what counts.
     """
-    import h5py
     if not isinstance(dataset, h5py.Dataset):
         raise FileProblem(f"{dataset.name} is not a dataset")
-    if dataset.file.filename != h5.filename or dataset.external or dataset.is_virtual:
+    if dataset.external or dataset.is_virtual:
         raise FileProblem(f"dataset {dataset.name} keeps its data outside this file (refused)")
     if dataset.shape is None:
         raise FileProblem(f"dataset {dataset.name} has no dataspace: it holds no array")
     check_declared_dtype(f"dataset {dataset.name}", dataset.dtype)
     check_declared_size(f"dataset {dataset.name}", dataset.shape)
-    return np.asarray(dataset[()])
+    return dataset
+
+
+def _dataset_cost(dataset):
+    """Bytes reading `dataset` may allocate: the array, and one chunk's buffer if it is chunked."""
+    chunk = math.prod(dataset.chunks) if dataset.chunks else 0
+    return (math.prod(dataset.shape) + chunk) * dataset.dtype.itemsize
+
+
+def _read_dataset(dataset, kernel, budget):
+    array = np.empty(dataset.shape, dataset.dtype.newbyteorder("="))
+    if array.size:
+        dataset.read_direct(array)
+    if kernel and array.ndim >= 2:
+        budget.charge(array.nbytes, f"the transpose of {dataset.name}")
+        return keras_kernel_to_torch(array)
+    return array
 
 
 def _keras_torch_name(layer, weight_name):
@@ -138,34 +233,8 @@ def _keras_torch_name(layer, weight_name):
     if leaf.startswith(layer + "_"):  # Keras 1: "<layer>_<name>" and maybe a "_<number>" suffix
         leaf = re.sub(r"_[0-9]+$", "", leaf[len(layer) + 1:])
     if leaf not in _KERAS_TO_TORCH_NAMES:
-        raise FileProblem(f"layer {layer!r}: weight {weight_name!r} is of a kind minicnn does not convert "
+        raise FileProblem(f"layer {short(layer)}: weight {short(weight_name)} is of a kind minicnn does not convert "
                        f"(it converts {sorted(_KERAS_TO_TORCH_NAMES)})")
     return ".".join([layer] + parts[:-1] + [_KERAS_TO_TORCH_NAMES[leaf]])
 
-
-def _read_keras3(h5, h5py):
-    state = {}
-
-    def visit(path, item):
-        if isinstance(item, h5py.Group) and path.endswith("/vars") and len(item):
-            layer = path[len("layers/"):-len("/vars")].replace("/layers/", ".")
-            state.update(_keras3_layer(layer, item))
-
-    h5["layers"].visititems(lambda path, item: visit("layers/" + path, item))
-    if not state:
-        raise FileProblem("the Keras 3 file has no layer variables")
-    return state
-
-
-def _keras3_layer(layer, variables):
-    arrays = [_read_h5_array(variables[str(i)], variables.file) for i in range(len(variables))]
-    shapes = [a.shape for a in arrays]
-    is_kernel = arrays[0].ndim >= 2 and len(arrays) <= 2
-    if not is_kernel or (len(arrays) == 2 and shapes[1] != (shapes[0][-1],)):
-        raise FileProblem(f"layer {layer!r}: Keras 3 files do not name their variables and minicnn only reads "
-                       f"conv and dense layers (kernel, bias) from them; this one has shapes {shapes}")
-    state = {f"{layer}.weight": keras_kernel_to_torch(arrays[0])}
-    if len(arrays) == 2:
-        state[f"{layer}.bias"] = arrays[1]
-    return state
 

@@ -1,437 +1,372 @@
-"""Reading PyTorch's pickles without running them: what a pickle may name, an opcode pre-scan,
-a restricted unpickler, and the walk from the unpickled object to named tensors."""
-import pickle
-import pickletools
+"""A restricted pickle machine: reads a pickle opcode by opcode and builds only plain data.
+
+A pickle is a small program for a stack machine: opcodes push numbers and strings, build tuples,
+lists and dicts, and -- the dangerous part -- name any Python function (GLOBAL) and call it
+(REDUCE), or create objects of any class (INST, OBJ, NEWOBJ). `pickle.load` runs all of that.
+`load_pickle` runs its own loop instead, so that:
+
+- a name (GLOBAL / STACK_GLOBAL) is looked up in the caller's table of stand-ins, nothing else;
+  only stand-ins marked callable may be called, and only an OrderedDict may receive BUILD;
+- INST, OBJ, NEWOBJ, the extension registry, out-of-band buffers and sets are refused;
+- dict keys are only str or int, so no key can make hashing recurse or take exponential time;
+- at most MAX_OPCODES opcodes run (time linear in the pickle), memo indices are below that
+  count, every string and container is charged to the file's Budget (memory bounded);
+- messages name types and sizes (limits.short), never print a file's objects in full.
+"""
+import struct
 from collections import OrderedDict
 
-import numpy as np
+from .limits import FileProblem, short
 
-from .limits import FileProblem, check_declared_size, is_int
+# The most opcodes one pickle may run. A state dict takes about 20 per tensor, so this allows
+# 25,000 tensors; it bounds the time (under a second) and the objects built.
+MAX_OPCODES = 500_000
+# What one opcode may cost in memory besides the bytes it copies: one small Python object and a
+# stack or memo slot. Charged to the budget per opcode.
+OPCODE_BYTES = 128
+# The longest string of digits an INT or LONG opcode may hold, and the longest LONG1/LONG4 integer.
+MAX_INT_BYTES = 64
 
-# ----------------------------------------------------------------------------------------------
-# What a PyTorch pickle may name
-# ----------------------------------------------------------------------------------------------
-
-_TORCH_STORAGE_TYPES = {
-    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
-    "UntypedStorage": "uint8",
-}
-_TORCH_DTYPE_NAMES = {
-    "float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
-    "float16": "float16", "half": "float16", "bfloat16": "bfloat16", "int64": "int64",
-    "long": "int64", "int32": "int32", "int": "int32", "int16": "int16", "short": "int16",
-    "int8": "int8", "uint8": "uint8", "bool": "bool",
-}
-
-
-class StorageType:
-    """Stands for a torch storage class such as torch.FloatStorage; only its dtype is kept."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-
-class DTypeName:
-    """Stands for a torch dtype such as torch.float32 (never called, only carried around)."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-
-class StorageRef:
-    """A storage named by the pickle: its key in the file, dtype, first element and length.
-
-    A legacy file may describe a storage as a window [start, start + numel) into a bigger one.
-    """
-
-    __slots__ = ("key", "dtype", "start", "numel")
-
-    def __init__(self, key, dtype, start, numel):
-        self.key, self.dtype, self.start, self.numel = key, dtype, start, numel
-
-
-class TensorRef:
-    """A tensor named by the pickle: a strided view into a storage, read once the storages are."""
-
-    __slots__ = ("storage", "offset", "size", "stride")
-
-    def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
-
-    def to_array(self, storages):
-        """Copy this view out of the storage arrays (key -> 1-D array) as a C-contiguous array."""
-        flat = storages[self.storage.key][self.storage.start:self.storage.start + self.storage.numel]
-        if 0 in self.size:
-            return np.zeros(self.size, dtype=flat.dtype)
-        strides = [step * flat.itemsize for step in self.stride]
-        view = np.lib.stride_tricks.as_strided(
-            flat[self.offset:], shape=self.size, strides=strides, writeable=False
-        )
-        return view.copy(order="C")
-
-
-
-
-def rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
-    """Our stand-in for torch._utils._rebuild_tensor(_v2): check the view, remember it.
-
-    The view reads elements offset + sum(i_k * stride_k) for 0 <= i_k < size_k, so its last element
-    is offset + sum((size_k - 1) * stride_k); that must lie inside the storage. A view with stride 0
-    (torch's expand) has more elements than its storage: the size rule applies to the view itself.
-    """
-    if not isinstance(storage, StorageRef):
-        raise FileProblem(f"a tensor is built on {type(storage).__name__}, not on a storage")
-    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-            and is_int(storage_offset) and all(map(is_int, size + stride))):
-        raise FileProblem(f"tensor view has a malformed offset {storage_offset!r}, size {size!r} "
-                       f"or stride {stride!r}")
-    if storage_offset < 0 or min(size + stride, default=0) < 0:
-        raise FileProblem(f"tensor view has a negative offset, size or stride: offset {storage_offset}, "
-                       f"size {size}, stride {stride}")
-    check_declared_size(f"a tensor on storage {storage.key} (stride {stride})", size)
-    if 0 in size:
-        return TensorRef(storage, storage_offset, size, stride)
-    last = storage_offset + sum((n - 1) * step for n, step in zip(size, stride))
-    if last >= storage.numel:
-        raise FileProblem(
-            f"a tensor of size {size} (offset {storage_offset}, stride {stride}) reads element {last}, "
-            f"past the end of storage {storage.key} which has {storage.numel} elements"
-        )
-    return TensorRef(storage, storage_offset, size, stride)
-
-
-def rebuild_parameter(data, *_ignored):
-    """Our stand-in for torch._utils._rebuild_parameter(_with_state): a Parameter is its tensor."""
-    if not isinstance(data, TensorRef):
-        raise FileProblem(f"a Parameter wraps {type(data).__name__}, not a tensor")
-    return data
-
-
-def _allowed_globals():
-    """The complete list of names a weight pickle may mention, and what each one becomes."""
-    names = {
-        "collections.OrderedDict": OrderedDict,
-        "torch._utils._rebuild_tensor": rebuild_tensor,
-        "torch._utils._rebuild_tensor_v2": rebuild_tensor,
-        "torch._utils._rebuild_parameter": rebuild_parameter,
-        "torch._utils._rebuild_parameter_with_state": rebuild_parameter,
-    }
-    names.update({f"torch.{n}": StorageType(d) for n, d in _TORCH_STORAGE_TYPES.items()})
-    names.update({f"torch.{n}": DTypeName(d) for n, d in _TORCH_DTYPE_NAMES.items()})
-    return names
-
-
-ALLOWED_GLOBALS = _allowed_globals()
-# Of those, the only ones a pickle may call (opcode REDUCE).
-ALLOWED_CALLS = {
-    "collections.OrderedDict", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+_REFUSED = {
+    b"i": "INST (creates an object of any class)", b"o": "OBJ (creates an object of any class)",
+    b"\x81": "NEWOBJ (creates an object of any class)", b"\x92": "NEWOBJ_EX (creates an object of any class)",
+    b"\x82": "EXT1 (names a global through the extension registry)",
+    b"\x83": "EXT2 (names a global through the extension registry)",
+    b"\x84": "EXT4 (names a global through the extension registry)",
+    b"\x97": "NEXT_BUFFER (reads an out-of-band buffer)", b"\x98": "READONLY_BUFFER (reads an out-of-band buffer)",
+    b"\x8f": "EMPTY_SET (weight files hold no sets)", b"\x90": "ADDITEMS (weight files hold no sets)",
+    b"\x91": "FROZENSET (weight files hold no sets)",
 }
 
 
-def _refused_global_message(qualname):
-    message = f"refused global '{qualname}'"
-    if qualname.startswith("torch.nn."):
+class Callable:
+    """A stand-in a pickle may call with REDUCE: `function(*args)` must return plain data."""
+
+    __slots__ = ("function", "qualname")
+
+    def __init__(self, qualname, function):
+        self.qualname, self.function = qualname, function
+
+
+def new_ordered_dict(*args):
+    """collections.OrderedDict as a pickle may call it: with no arguments (items come by SETITEMS)."""
+    if args:
+        raise FileProblem(f"refused call OrderedDict with {len(args)} arguments (only OrderedDict() is allowed)")
+    return OrderedDict()
+
+
+class _Machine:
+    """The stack, the MARK stack and the memo of one pickle being read from `data` at `position`."""
+
+    def __init__(self, data, position, names, persistent_load, budget):
+        self.data, self.position, self.names = data, position, names
+        self.persistent_load, self.budget = persistent_load, budget
+        self.stack, self.marks, self.memo = [], [], {}
+
+    # --------------------------------------------------------------- reading the argument bytes
+    def take(self, count):
+        end = self.position + count
+        if end > len(self.data):
+            raise FileProblem("truncated: the file ends inside a pickle")
+        chunk = self.data[self.position:end]
+        self.position = end
+        return chunk
+
+    def unpack(self, layout):
+        return layout.unpack(self.take(layout.size))[0]
+
+    def line(self, limit=256):
+        """A protocol-0 text argument: bytes up to the next newline (at most `limit`)."""
+        end = self.data.find(b"\n", self.position, self.position + limit + 1)
+        if end < 0:
+            raise FileProblem(f"malformed pickle: a text argument longer than {limit} bytes or without newline")
+        text = self.data[self.position:end]
+        self.position = end + 1
+        return text
+
+    def sized(self, length):
+        """`length` bytes of a string or bytes opcode, charged to the budget before they are copied."""
+        if length < 0:
+            raise FileProblem(f"malformed pickle: a string of negative length {length}")
+        self.budget.charge(length, "a string in the pickle")
+        return self.take(length)
+
+    # --------------------------------------------------------------- the stack
+    def push(self, value):
+        self.stack.append(value)
+
+    def pop(self):
+        if not self.stack:
+            raise FileProblem("malformed pickle: it pops from an empty stack (or past a MARK)")
+        return self.stack.pop()
+
+    def top(self):
+        if not self.stack:
+            raise FileProblem("malformed pickle: it reads from an empty stack (or past a MARK)")
+        return self.stack[-1]
+
+    def pop_mark(self):
+        """The items pushed since the last MARK; the stack below the MARK comes back."""
+        if not self.marks:
+            raise FileProblem("malformed pickle: an opcode needs a MARK that is not there")
+        items, self.stack = self.stack, self.marks.pop()
+        return items
+
+    def memo_index(self, index):
+        if index >= MAX_OPCODES:
+            raise FileProblem(f"refused memo index {index:,} (a pickle of at most {MAX_OPCODES:,} "
+                              "opcodes needs no index that large)")
+        return index
+
+    def get(self, index):
+        if index not in self.memo:
+            raise FileProblem(f"malformed pickle: it reads memo slot {index}, which was never written")
+        self.push(self.memo[index])
+
+    # --------------------------------------------------------------- the loop
+    def run(self):
+        data, handlers = self.data, _HANDLERS
+        for count in range(MAX_OPCODES):
+            if count % 1024 == 0:
+                self.budget.charge(1024 * OPCODE_BYTES, "the pickle's opcodes")
+            position = self.position
+            code = data[position:position + 1]
+            if not code:
+                raise FileProblem("truncated: the file ends inside a pickle")
+            self.position = position + 1
+            if code == b".":
+                value = self.pop()
+                if self.stack or self.marks:
+                    raise FileProblem("malformed pickle: STOP leaves items on the stack")
+                return value
+            handler = handlers.get(code)
+            if handler is None:
+                what = _REFUSED.get(code)
+                raise FileProblem(f"refused pickle opcode {what}" if what else
+                                  f"malformed pickle: unknown opcode {code!r} at byte {self.position - 1}")
+            handler(self)
+        raise FileProblem(f"refused pickle: more than {MAX_OPCODES:,} opcodes")
+
+    # --------------------------------------------------------------- containers
+    def set_items(self, target, items):
+        if not isinstance(target, dict):
+            raise FileProblem(f"refused SETITEM(S) on a {type(target).__name__} (only dicts may be filled)")
+        if len(items) % 2:
+            raise FileProblem("malformed pickle: SETITEMS with an odd number of items")
+        for key, value in zip(items[::2], items[1::2]):
+            if type(key) not in (str, int):
+                raise FileProblem(f"refused dict key of type {type(key).__name__} (keys must be str or int)")
+            target[key] = value
+
+    def append(self, items):
+        target = self.top()
+        if type(target) is not list:
+            raise FileProblem(f"refused APPEND(S) on a {type(target).__name__} (only lists may be appended to)")
+        target.extend(items)
+
+    def global_(self, module, name):
+        if not (isinstance(module, str) and isinstance(name, str)):
+            raise FileProblem(f"malformed pickle: a global named by {type(module).__name__} and {type(name).__name__}")
+        qualname = f"{module}.{name}"
+        if qualname not in self.names:
+            raise FileProblem(refused_global_message(qualname))
+        self.push(self.names[qualname])
+
+    def reduce(self):
+        args, function = self.pop(), self.pop()
+        if not isinstance(function, Callable):
+            raise FileProblem(f"refused call of {_what(function)} (opcode REDUCE)")
+        if type(args) is not tuple:
+            raise FileProblem(f"malformed pickle: REDUCE with arguments of type {type(args).__name__}")
+        self.push(function.function(*args))
+
+    def build(self):
+        state = self.pop()
+        if type(self.top()) is not OrderedDict or type(state) is not dict:
+            raise FileProblem(f"refused opcode BUILD on {_what(self.top())}: only an OrderedDict may get "
+                              "attributes (its _metadata), which are dropped")
+
+
+def _what(value):
+    """How a message names a value the pickle built: the global it stands for, or its type."""
+    return f"'{value.qualname}'" if hasattr(value, "qualname") else f"a {type(value).__name__}"
+
+
+def refused_global_message(qualname):
+    qualname = short(qualname)
+    message = f"refused global {qualname}"
+    if qualname.startswith("'torch.nn."):
         return (message + ": the file holds a whole pickled model, not a state dict; "
                 "in PyTorch save model.state_dict() instead of the model")
     return (message + ": a weight file may only name tensors, storages, dtypes and OrderedDict; "
-            f"pickle.load or torch.load(weights_only=False) would hand this file '{qualname}' to call")
+            f"pickle.load or torch.load(weights_only=False) would hand this file {qualname} to call")
 
 
-# ----------------------------------------------------------------------------------------------
-# Pickle pre-scan: read the opcodes without executing them
-# ----------------------------------------------------------------------------------------------
+def _text(raw, what):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FileProblem(f"malformed pickle: {what} is not UTF-8 ({error.reason})") from None
 
-_PUSH_STRING = {"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-                "STRING", "BINSTRING", "SHORT_BINSTRING"}
-_PUSH_VALUE = {"NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG",
-               "LONG1", "LONG4", "FLOAT", "BINFLOAT", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
-               "BYTEARRAY8", "EMPTY_TUPLE", "PERSID"}
-_REFUSED_OPCODES = {
-    "INST": "creates an object of any class", "OBJ": "creates an object of any class",
-    "NEWOBJ": "creates an object of any class", "NEWOBJ_EX": "creates an object of any class",
-    "EXT1": "names a global through the extension registry",
-    "EXT2": "names a global through the extension registry",
-    "EXT4": "names a global through the extension registry",
-    "NEXT_BUFFER": "reads an out-of-band buffer", "READONLY_BUFFER": "reads an out-of-band buffer",
+
+def _text_int(raw):
+    """INT / LONG / PUT / GET text arguments: decimal digits (INT's "01" / "00" mean True / False)."""
+    digits = raw.rstrip(b"L")
+    if len(digits) > MAX_INT_BYTES or not digits.lstrip(b"-").isdigit():
+        raise FileProblem(f"malformed pickle: {short(raw)} is not a short decimal integer")
+    return int(digits)
+
+
+def _long(raw):
+    if len(raw) > MAX_INT_BYTES:
+        raise FileProblem(f"refused integer of {len(raw):,} bytes (at most {MAX_INT_BYTES})")
+    return int.from_bytes(raw, "little", signed=True)
+
+
+def _long4(machine):
+    length = machine.unpack(_U4)
+    if length > MAX_INT_BYTES:
+        raise FileProblem(f"refused integer of {length:,} bytes (at most {MAX_INT_BYTES})")
+    return _long(machine.take(length))
+
+
+_U1, _U2, _U4, _U8 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
+_I4, _F8 = struct.Struct("<i"), struct.Struct(">d")
+
+
+def _float_text(machine):
+    raw = machine.line()
+    try:
+        return float(raw)
+    except ValueError:
+        raise FileProblem(f"malformed pickle: FLOAT {short(raw)}") from None
+
+
+def _string_text(machine):
+    """STRING (protocol 0): a quoted Python 2 str; only plain printable ASCII is accepted."""
+    raw = machine.line()
+    if len(raw) < 2 or raw[:1] != raw[-1:] or raw[:1] not in b"'\"" or b"\\" in raw or not raw.isascii():
+        raise FileProblem(f"refused STRING {short(raw)} (only plain quoted ASCII is read)")
+    return raw[1:-1].decode("ascii")
+
+
+def _stack_global(m):
+    name, module = m.pop(), m.pop()
+    m.global_(module, name)
+
+
+def _global_text(m):
+    module = _text(m.line(), "a global's module")
+    m.global_(module, _text(m.line(), "a global's name"))
+
+
+def _tuple_of(count):
+    def handler(m):
+        stack = m.stack
+        if len(stack) < count:
+            raise FileProblem("malformed pickle: it pops from an empty stack (or past a MARK)")
+        items = tuple(stack[-count:])
+        del stack[-count:]
+        stack.append(items)
+    return handler
+
+
+def _dict_from_mark(m):
+    items = m.pop_mark()
+    target = {}
+    m.set_items(target, items)
+    m.push(target)
+
+
+def _setitem(m):
+    value, key = m.pop(), m.pop()
+    m.set_items(m.top(), [key, value])
+
+
+def _setitems(m):
+    items = m.pop_mark()
+    m.set_items(m.top(), items)
+
+
+def _mark(m):
+    m.marks.append(m.stack)
+    m.stack = []
+
+
+def _memoize(m, index):
+    m.memo[m.memo_index(index)] = m.top()
+
+
+def _persistent(m, pid):
+    if m.persistent_load is None:
+        raise FileProblem("refused persistent id in a pickle that must not refer to storages")
+    m.push(m.persistent_load(pid))
+
+
+_HANDLERS = {
+    b"\x80": lambda m: m.take(1),                                   # PROTO
+    b"\x95": lambda m: m.take(8),                                   # FRAME (a hint only)
+    b"(": _mark,
+    b"0": lambda m: m.pop_mark() if not m.stack and m.marks else m.pop(),   # POP (may pop a MARK)
+    b"1": lambda m: m.pop_mark(),                                   # POP_MARK
+    b"2": lambda m: m.push(m.top()),                                # DUP
+    b"N": lambda m: m.stack.append(None),
+    b"\x88": lambda m: m.push(True),
+    b"\x89": lambda m: m.push(False),
+    b"I": lambda m: m.push(_text_int(m.line())),                   # INT
+    b"J": lambda m: m.push(m.unpack(_I4)),                          # BININT
+    b"K": lambda m: m.push(m.unpack(_U1)),                          # BININT1
+    b"M": lambda m: m.push(m.unpack(_U2)),                          # BININT2
+    b"L": lambda m: m.push(_text_int(m.line())),                   # LONG
+    b"\x8a": lambda m: m.push(_long(m.take(m.unpack(_U1)))),       # LONG1
+    b"\x8b": lambda m: m.push(_long4(m)),                             # LONG4
+    b"F": lambda m: m.push(_float_text(m)),                         # FLOAT
+    b"G": lambda m: m.push(m.unpack(_F8)),                          # BINFLOAT
+    b"S": lambda m: m.push(_string_text(m)),                        # STRING
+    b"T": lambda m: m.push(_text(m.sized(m.unpack(_I4)), "a string")),     # BINSTRING
+    b"U": lambda m: m.push(_text(m.sized(m.unpack(_U1)), "a string")),     # SHORT_BINSTRING
+    b"V": lambda m: m.push(_text(m.line(), "a string")),           # UNICODE (plain text only)
+    b"X": lambda m: m.push(_text(m.sized(m.unpack(_U4)), "a string")),     # BINUNICODE
+    b"\x8c": lambda m: m.push(_text(m.sized(m.unpack(_U1)), "a string")),  # SHORT_BINUNICODE
+    b"\x8d": lambda m: m.push(_text(m.sized(m.unpack(_U8)), "a string")),  # BINUNICODE8
+    b"B": lambda m: m.push(bytes(m.sized(m.unpack(_U4)))),           # BINBYTES
+    b"C": lambda m: m.push(bytes(m.sized(m.unpack(_U1)))),           # SHORT_BINBYTES
+    b"\x8e": lambda m: m.push(bytes(m.sized(m.unpack(_U8)))),        # BINBYTES8
+    b"\x96": lambda m: m.push(bytes(m.sized(m.unpack(_U8)))),        # BYTEARRAY8 (as bytes)
+    b")": lambda m: m.push(()),                                      # EMPTY_TUPLE
+    b"t": lambda m: m.push(tuple(m.pop_mark())),                     # TUPLE
+    b"\x85": _tuple_of(1), b"\x86": _tuple_of(2), b"\x87": _tuple_of(3),
+    b"]": lambda m: m.push([]),                                      # EMPTY_LIST
+    b"l": lambda m: m.push(m.pop_mark()),                            # LIST
+    b"a": lambda m: m.append([m.pop()]),                             # APPEND
+    b"e": lambda m: m.append(m.pop_mark()),                          # APPENDS
+    b"}": lambda m: m.push({}),                                      # EMPTY_DICT
+    b"d": _dict_from_mark,                                           # DICT
+    b"s": _setitem,                                                  # SETITEM
+    b"u": _setitems,                                                 # SETITEMS
+    b"p": lambda m: _memoize(m, _text_int(m.line())),               # PUT
+    b"q": lambda m: _memoize(m, m.unpack(_U1)),                      # BINPUT
+    b"r": lambda m: _memoize(m, m.unpack(_U4)),                      # LONG_BINPUT
+    b"\x94": lambda m: _memoize(m, len(m.memo)),                     # MEMOIZE
+    b"g": lambda m: m.get(_text_int(m.line())),                     # GET
+    b"h": lambda m: m.get(m.unpack(_U1)),                            # BINGET
+    b"j": lambda m: m.get(m.unpack(_U4)),                            # LONG_BINGET
+    b"c": _global_text,                                              # GLOBAL
+    b"\x93": _stack_global,                                          # STACK_GLOBAL
+    b"R": lambda m: m.reduce(),                                      # REDUCE
+    b"b": lambda m: m.build(),                                       # BUILD
+    b"P": lambda m: _persistent(m, _text(m.line(), "a persistent id")),   # PERSID
+    b"Q": lambda m: _persistent(m, m.pop()),                         # BINPERSID
 }
-_NEW_CONTAINER = {"EMPTY_DICT": ("dict",), "DICT": ("dict",), "EMPTY_LIST": ("list",), "LIST": ("list",),
-                  "EMPTY_SET": ("set",)}
-_MARK = ("mark",)
-_DICT_LIKE = {("dict",), ("call", "collections.OrderedDict")}
 
 
-class _PickleScan:
-    """A pretend pickle machine: it tracks what KIND of thing each stack slot holds, not its value.
+def load_pickle(data, position, names, budget, persistent_load=None):
+    """Run the pickle that starts at `data[position]`; return (its value, the position after STOP).
 
-    Kinds: ("mark",), ("str", text), ("global", name), ("call", name) -- the result of calling
-    `name` --, ("dict",), ("list",), ("set",) and ("value",) for anything else.  That is enough to
-    decide, before anything runs, whether every call and every BUILD is one we allow.
+    names: qualified name ("torch._utils._rebuild_tensor_v2") -> the stand-in the pickle gets for it
+    (a `Callable` if it may be called). persistent_load(pid): what a persistent id stands for, or
+    None to refuse persistent ids. Raises FileProblem for anything outside these rules.
     """
-
-    def __init__(self):
-        self.stack, self.memo = [], {}
-
-    def pop(self, mark_allowed=False):
-        """Pop one slot. Like the real unpickler, only POP and the *_MARK opcodes may pop a MARK."""
-        if not self.stack:
-            raise FileProblem("malformed pickle: it pops from an empty stack")
-        if self.stack[-1] == _MARK and not mark_allowed:
-            raise FileProblem("malformed pickle: an opcode reads past a MARK")
-        return self.stack.pop()
-
-    def pop_to_mark(self):
-        while self.pop(mark_allowed=True) != _MARK:
-            pass
-
-    def step(self, name, arg):
-        """Apply one opcode to the pretend stack, or raise FileProblem if it is not allowed."""
-        stack = self.stack
-        if name in _REFUSED_OPCODES:
-            raise FileProblem(f"refused pickle opcode {name} (it {_REFUSED_OPCODES[name]})")
-        if name in ("PROTO", "FRAME"):
-            return
-        if name in _PUSH_STRING:
-            stack.append(("str", arg))
-        elif name in _PUSH_VALUE:
-            stack.append(("value",))
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "POP":
-            self.pop(mark_allowed=True)
-        elif name in ("STOP", "BINPERSID"):
-            self.pop()
-            if name == "BINPERSID":
-                stack.append(("value",))
-        elif name == "POP_MARK":
-            self.pop_to_mark()
-        elif name == "DUP":
-            stack.append(self.top())
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = self.top()
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if arg not in self.memo:
-                raise FileProblem(f"malformed pickle: it reads memo slot {arg}, which was never written")
-            stack.append(self.memo[arg])
-        else:
-            self.step_structure(name, arg)
-
-    def top(self):
-        if not self.stack or self.stack[-1] == _MARK:
-            raise FileProblem("malformed pickle: it reads from an empty stack")
-        return self.stack[-1]
-
-    def step_structure(self, name, arg):
-        """Opcodes that name globals, call them, or build containers."""
-        stack = self.stack
-        if name in ("GLOBAL", "STACK_GLOBAL"):
-            qualname = arg.replace(" ", ".") if name == "GLOBAL" else self.stack_global_name()
-            if qualname not in ALLOWED_GLOBALS:
-                raise FileProblem(_refused_global_message(qualname))
-            stack.append(("global", qualname))
-        elif name == "REDUCE":
-            self.pop()
-            func = self.pop()
-            if func[0] != "global" or func[1] not in ALLOWED_CALLS:
-                what = f"'{func[1]}'" if func[0] == "global" else "a non-global value"
-                raise FileProblem(f"refused call of {what} (opcode REDUCE)")
-            stack.append(("call", func[1]))
-        elif name == "BUILD":
-            state = self.pop()
-            if self.top() != ("call", "collections.OrderedDict") or state != ("dict",):
-                raise FileProblem("refused opcode BUILD: only an OrderedDict may get attributes (its _metadata)")
-        elif name in _NEW_CONTAINER:
-            if name in ("DICT", "LIST"):
-                self.pop_to_mark()
-            stack.append(_NEW_CONTAINER[name])
-        elif name in ("TUPLE", "FROZENSET"):
-            self.pop_to_mark()
-            stack.append(("value",))
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            for _ in range(int(name[-1])):
-                self.pop()
-            stack.append(("value",))
-        elif name in ("SETITEM", "SETITEMS", "APPEND", "APPENDS", "ADDITEMS"):
-            self.fill_container(name)
-        else:
-            raise FileProblem(f"refused pickle opcode {name}")
-
-    def stack_global_name(self):
-        name, module = self.pop(), self.pop()
-        if name[0] != "str" or module[0] != "str":
-            raise FileProblem("malformed pickle: STACK_GLOBAL needs two strings")
-        return f"{module[1]}.{name[1]}"
-
-    def fill_container(self, name):
-        """SETITEM(S) into a dict, APPEND(S) into a list, ADDITEMS into a set -- nothing else."""
-        if name in ("SETITEMS", "APPENDS", "ADDITEMS"):
-            self.pop_to_mark()
-        else:
-            for _ in range(2 if name == "SETITEM" else 1):
-                self.pop()
-        target = self.top()
-        wanted = {"SETITEM": _DICT_LIKE, "SETITEMS": _DICT_LIKE, "APPEND": {("list",)},
-                  "APPENDS": {("list",)}, "ADDITEMS": {("set",)}}[name]
-        if target not in wanted:
-            raise FileProblem(f"refused opcode {name} on {target[0]} (only plain containers may be filled)")
-
-
-def check_pickle_opcodes(stream):
-    """Read one pickle from `stream` opcode by opcode, refusing anything outside a state dict.
-
-    Leaves `stream` just after the pickle's STOP opcode. Nothing is executed.
-    """
-    scan = _PickleScan()
-    try:
-        for opcode, arg, _position in pickletools.genops(stream):
-            scan.step(opcode.name, arg)
-    except ValueError as error:  # unknown opcode, truncated argument, pickle without STOP
-        if stream.read(1) == b"":  # the error came from running out of bytes
-            raise FileProblem(f"truncated: the file ends inside a pickle ({error})") from error
-        raise FileProblem(f"malformed pickle: {error}") from error
-
-
-# ----------------------------------------------------------------------------------------------
-# Restricted unpickling
-# ----------------------------------------------------------------------------------------------
-
-class StorageTable:
-    """The storages a PyTorch pickle refers to, keyed by their name in the file (plain digits)."""
-
-    def __init__(self):
-        self.roots = {}  # key -> (dtype, numel)
-
-    def describe(self, pid):
-        """Turn a persistent id ('storage', storage_type, key, location, numel[, view]) into a StorageRef."""
-        if not isinstance(pid, tuple) or len(pid) not in (5, 6):
-            raise FileProblem(f"malformed persistent id {pid!r}: "
-                           "expected ('storage', type, key, location, numel)")
-        kind, storage_type, key, _location, numel = (_text(part) for part in pid[:5])
-        if kind != "storage":
-            raise FileProblem(f"refused persistent id of kind {kind!r} (only 'storage' is allowed)")
-        if not isinstance(storage_type, StorageType):
-            raise FileProblem(f"storage {key!r} has no torch storage type")
-        _check_storage_key(key)
-        if not is_int(numel) or numel < 0:
-            raise FileProblem(f"storage {key} has a malformed element count {numel!r}")
-        check_declared_size(f"storage {key}", (numel,))
-        self.add_root(key, storage_type.dtype, numel)
-        view = pid[5] if len(pid) == 6 else None
-        if view is None:
-            return StorageRef(key, storage_type.dtype, 0, numel)
-        return self.describe_view(key, storage_type.dtype, numel, view)
-
-    def add_root(self, key, dtype, numel):
-        previous = self.roots.setdefault(key, (dtype, numel))
-        if previous != (dtype, numel):
-            raise FileProblem(f"storage {key} is described twice, as {previous} and as {(dtype, numel)}")
-
-    def describe_view(self, key, dtype, numel, view):
-        """Legacy files may describe a storage as (view_key, start, numel) inside storage `key`."""
-        if not (isinstance(view, tuple) and len(view) == 3 and is_int(view[1]) and is_int(view[2])):
-            raise FileProblem(f"storage {key} has malformed view metadata {view!r}")
-        _check_storage_key(_text(view[0]))
-        start, length = view[1], view[2]
-        if start < 0 or length < 0 or start + length > numel:
-            raise FileProblem(f"a view [{start}, {start + length}) is past the end of storage {key} "
-                           f"({numel} elements)")
-        return StorageRef(key, dtype, start, length)
-
-
-def _text(value):
-    """Python 2 pickles store some names as bytes; read them as ASCII text."""
-    return value.decode("ascii") if isinstance(value, bytes) else value
-
-
-def _check_storage_key(key):
-    if not (isinstance(key, str) and key.isascii() and key.isdigit()):
-        raise FileProblem(f"refused storage key {key!r}: storage keys must be plain digits")
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that can only produce OrderedDicts, containers, numbers, strings and tensors.
-
-    `find_class` hands out the names in ALLOWED_GLOBALS only (torch itself is never imported:
-    the torch names map to our own stand-ins); `persistent_load` turns storage ids into StorageRefs.
-    """
-
-    def __init__(self, stream, storages):
-        super().__init__(stream, encoding="utf-8")
-        self.storages = storages
-
-    def find_class(self, module, name):
-        qualname = f"{module}.{name}"
-        if qualname not in ALLOWED_GLOBALS:
-            raise FileProblem(_refused_global_message(qualname))
-        return ALLOWED_GLOBALS[qualname]
-
-    def persistent_load(self, pid):
-        if self.storages is None:
-            raise FileProblem("refused persistent id in a pickle that must not refer to storages")
-        return self.storages.describe(pid)
-
-
-def safe_unpickle(stream, storages=None):
-    """Check then load the pickle at the current position of `stream`; leave `stream` after it."""
-    start = stream.tell()
-    check_pickle_opcodes(stream)
-    end = stream.tell()
-    stream.seek(start)
-    try:
-        value = RestrictedUnpickler(stream, storages).load()
-    except (pickle.UnpicklingError, EOFError) as error:
-        raise FileProblem(f"malformed pickle: {error}") from error
-    stream.seek(end)
-    return value
-
-
-# ----------------------------------------------------------------------------------------------
-# From unpickled object to dict of arrays
-# ----------------------------------------------------------------------------------------------
-
-def collect_tensors(obj, storages):
-    """Flatten the unpickled object into {dotted name: array}, reading each tensor's view.
-
-    A state dict gives its own keys; a checkpoint such as {"model": state_dict, "epoch": 3} gives
-    "model.conv1.weight" and so on. Entries that are not tensors (numbers, strings) are left out.
-    """
-    if not isinstance(obj, dict):
-        raise FileProblem(f"the file holds a {type(obj).__name__}, not a dict of named tensors")
-    found = {}
-    _flatten(obj, "", found, seen=set())
-    if not found:
-        raise FileProblem("the file holds a dict without any tensors")
-    return {name: ref.to_array(storages) for name, ref in found.items()}
-
-
-def _flatten(value, name, found, seen):
-    """Walk dicts, lists and tuples, naming tensors by their path.
-
-    `seen` refuses a container of tensors or containers met twice: a pickle can make a dict contain
-    itself, or a chain of 100 dicts each holding the next one twice (2**100 paths). Containers of
-    plain values, like an optimizer's shared betas (0.9, 0.999), may repeat.
-    """
-    if isinstance(value, TensorRef):
-        if name in found:
-            raise FileProblem(f"two tensors are both named {name!r}")
-        found[name] = value
-        return
-    if isinstance(value, dict):
-        items = [(str(key), item) for key, item in value.items()]
-    elif isinstance(value, (list, tuple)):
-        items = [(str(index), item) for index, item in enumerate(value)]
-    else:
-        return  # numbers, strings, None...: not weights
-    if any(isinstance(item, (dict, list, tuple, TensorRef)) for _, item in items):
-        if id(value) in seen:
-            raise FileProblem(f"the container at {name or 'the top'!r} appears twice in the file")
-        seen.add(id(value))
-    for key, item in items:
-        _flatten(item, f"{name}.{key}" if name else key, found, seen)
-
+    machine = _Machine(data, position, names, persistent_load, budget)
+    value = machine.run()
+    return value, machine.position

@@ -31,6 +31,7 @@ def first_calls():
         x = np.arange(2 * 3 * 6 * 5, dtype=dtype).reshape(2, 3, 6, 5)
         geometry = ((3, 2), (2, 1), (1, 1))
         w = np.ones((4, 3, 3, 2), dtype=dtype)
+        w3 = np.ones((3, 3, 3, 3), dtype=dtype)  # 3x3 filters, 3 -> 3 channels, for Winograd
         calls = {
             "conv2d (tiled)": lambda: kernels.conv2d(x, w, None, *geometry[1:]),
             "conv2d_weight_grad (tiled)": lambda: kernels.conv2d_weight_grad(
@@ -44,6 +45,8 @@ def first_calls():
             "unpool": lambda: kernels.unpool(*kernels.max_pool(x, *geometry), x.shape[2:]),
             "relu": lambda: kernels.relu(x),
             "relu_backward": lambda: kernels.relu_backward(x, x, "guided"),
+            "winograd conv2d": lambda: kernels.winograd_conv2d(x, w3, None, 1),
+            "winograd conv_transpose2d": lambda: kernels.winograd_conv_transpose2d(x, w3, None, 1),
         }
         for kernel, call in calls.items():
             t = time.perf_counter()

@@ -4,7 +4,7 @@
     python -m minicnn.recipes.select_shapes_vgg runs/seed*                                # this table
 
 Each folder holds a shapes_vgg.npz and its model card (load_pretrained checks the SHA-256). For each
-network, on images no test, lesson or README table uses (make_shapes seeds VALIDATION_SEED and
+network, on images no test, lesson or docs table uses (make_shapes seeds VALIDATION_SEED and
 VALIDATION_SEED + 1):
 
 - accuracy on the card's own test set (seed 1001, measured by train_shapes.py);
@@ -15,8 +15,8 @@ VALIDATION_SEED + 1):
 A network meets the bar when every class has a detector, both pointing scores are >= 90% and every
 class model has p >= 0.9. The tests check the shipped network on other images (seed 12345), so
 choosing here cannot choose the tests' answer. But one set of 600 images can pass by luck: a network
-that meets the bar here should also be dissected on more image sets before it is shipped (README,
-Network Dissection: seed 1 with a distractor in every image and the warm-up met it here, and missed
+that meets the bar here should also be dissected on more image sets before it is shipped (docs/results/shapes-vgg.md:
+seed 1 with a distractor in every image and the warm-up met it here, and missed
 square on three other sets).
 Without the learning-rate warm-up (--warmup-steps 0), none of the runs on init seeds 3 to 10, on seeds
 0 to 7 with 64 channels in block 3, on seeds 0 to 2 with 60,000 training images, on seeds 0 to 4 with a

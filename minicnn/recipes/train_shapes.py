@@ -3,6 +3,7 @@
     python -m minicnn.recipes.train_shapes                          # both models, the shipped settings
     python -m minicnn.recipes.train_shapes --model shapes_cam --epochs 2 --train-size 2000 --out /tmp/w
     python -m minicnn.recipes.train_shapes --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
+    python -m minicnn.recipes.train_shapes --permute-labels 0 --out /tmp/permuted   # the data randomization test
 
 For each model: generate the training set (data seed --data-seed) and a held-out test set (another
 seed), train with Adam and a cosine learning-rate decay (after a linear warm-up, for shapes_vgg),
@@ -11,6 +12,8 @@ architecture, data, optimizer, accuracy, training time, SHA-256 of the .npz) and
 (a table of all the cards in <out>).
 Same arguments, same weights: every random number comes from the seeds (up to the order in which
 the threads add up floating-point sums, which may differ between machines and thread counts).
+--permute-labels SEED: train on the training labels shuffled by np.random.default_rng(SEED).permutation
+(Adebayo et al. 2018's data randomization test; the test accuracy, on the true labels, should be chance).
 --compare-to DIR: after training, compare each model's test accuracy with the card DIR/<model>.json
 and exit with status 1 if they differ by more than REPRODUCE_TOLERANCE (half a percentage point).
 """
@@ -94,7 +97,8 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
         "data": {"generator": "minicnn.data.make_shapes", "image_size": 64, "classes": list(data.CLASS_NAMES),
                  "train_seed": args.data_seed, "train_size": len(train_set.labels),
                  "test_seed": args.data_seed + TEST_SEED_OFFSET, "test_size": len(test_set.labels),
-                 "distractor_probability": args.distractor},
+                 "distractor_probability": args.distractor,
+                 **({} if args.permute_labels is None else {"labels_permuted_by_seed": args.permute_labels})},
         "training": {"optimizer": "Adam", "lr": args.lr, "schedule": schedule_name(args.warmup_steps),
                      "weight_decay": args.weight_decay, "batch_size": args.batch_size, "epochs": args.epochs,
                      "epochs_completed": len(history), "init_seed": args.seed, "seconds": round(seconds, 1),
@@ -105,7 +109,7 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
         "history": history,
         "reproduce": f"python -m minicnn.recipes.train_shapes --model {name} " + " ".join(
             f"--{key.replace('_', '-')} {value}" for key, value in sorted(vars(args).items())
-            if key not in ("model", "out")),
+            if key not in ("model", "out") and value is not None),
         "minicnn_version": minicnn.__version__,
     }
 
@@ -157,12 +161,12 @@ def write_readme(out):
     (out / "README.md").write_text(text + kept_notes(out / "README.md"))
 
 
-def kept_notes(readme):
-    """The hand-written notes of an existing README.md: NOTES_MARKER and all that follows it ("" if none)."""
+def kept_notes(readme, marker=NOTES_MARKER):
+    """The hand-written notes of an existing page: marker and all that follows it ("" if none)."""
     if not readme.is_file():
         return ""
     existing = readme.read_text()
-    return "\n" + existing[existing.index(NOTES_MARKER):] if NOTES_MARKER in existing else ""
+    return "\n" + existing[existing.index(marker):] if marker in existing else ""
 
 
 def compare_cards(cards, reference_dir):
@@ -199,6 +203,8 @@ def main(argv=None):
                         help="linear learning-rate warm-up over this many steps (0: none); default: per model, "
                              "see MODEL_DEFAULTS")
     parser.add_argument("--data-seed", type=int, default=1)
+    parser.add_argument("--permute-labels", type=int, default=None, metavar="SEED",
+                        help="train on the training labels permuted with this seed (the data randomization test)")
     parser.add_argument("--out", type=Path, default=Path("weights"),
                         help="folder for the .npz files, model cards and README.md (default: ./weights, the "
                              "shipped weights when run from the repository's root)")
@@ -218,6 +224,8 @@ def main(argv=None):
     start = time.perf_counter()
     train_set = data.make_shapes(args.train_size, seed=args.data_seed, distractor=args.distractor)
     test_set = data.make_shapes(args.test_size, seed=args.data_seed + TEST_SEED_OFFSET, distractor=args.distractor)
+    if args.permute_labels is not None:
+        train_set.labels = np.random.default_rng(args.permute_labels).permutation(train_set.labels)
     print(f"generated {args.train_size} training and {args.test_size} test images in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
     cards = []

@@ -41,7 +41,7 @@ SECTIONS = [
     ("occlusion", "Occlusion", "06_saliency_and_occlusion.py", occlusion_section),
     ("cam", "CAM and Grad-CAM", "07_class_activation_maps.py", cam_section),
     ("guided", "Guided backpropagation", "06_saliency_and_occlusion.py", guided_section),
-    ("pointing", "Pointing game", "minicnn/recipes/pointing_game.py (the README's table)", pointing_section),
+    ("pointing", "Pointing game", "python -m minicnn.recipes.pointing_game (docs/results/pointing-game.md)", pointing_section),
     ("ascent", "Gradient ascent: class models", "08_gradient_ascent.py", class_models_section),
     ("search", "Dataset search and DeconvNet", "09_dataset_search_and_deconvnet.py", search_section),
     ("neighbours", "Nearest neighbours", "12_embeddings.py", neighbours_section),

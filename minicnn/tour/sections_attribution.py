@@ -116,7 +116,7 @@ def pointing_section(tour):
     subject = tour.subject
     if subject.masks is None:
         raise Skipped("the pointing game needs object masks, which only the shapes dataset has; "
-                      "see the README's table (minicnn/recipes/pointing_game.py) for the shapes models")
+                      "see docs/results/pointing-game.md (python -m minicnn.recipes.pointing_game) for the shapes models")
     methods = ["saliency", "SmoothGrad", "guided backprop", "occlusion"] + cam_methods(subject)
     n = len(subject.images)
     rows = []
@@ -135,7 +135,7 @@ def pointing_section(tour):
         Table(["method", "model", "hits", "pointing accuracy"], rows,
               f"Pointing game on these {n} held-out images: a hit when the map's maximum falls inside the object "
               f"(mask grown by {pointing.TOLERANCE} px). Half of these images have a distractor shape, which "
-              "also moves the centre baseline; the README's table (python -m minicnn.recipes.pointing_game --n 3000) "
+              "also moves the centre baseline; docs/results/pointing-game.md (python -m minicnn.recipes.pointing_game --n 3000) "
               "uses 3000 images without distractors and 12 SmoothGrad copies, so its numbers differ."),
         attribution_panel(tour, "all_methods", overview,
                           "Every attribution method side by side on the same images: which ones point at the "

@@ -66,7 +66,7 @@ class AscentResult(NamedTuple):
 def activation_max(net, layer, channel, steps=200, lr=0.05, l2=1e-3, decay=0.0, blur_every=4,
                    blur_sigma=0.5, clip_norm_pct=0.0, clip_contrib_pct=0.0, jitter=2, where="mean",
                    shape=(3, 64, 64), mean=0.5, pixel_range=(0.0, 1.0), normalize=True, start="random",
-                   seed=0, progress=True):
+                   seed=0, progress=True, on_progress=None):
     """The image that maximizes one channel of `layer` (Yosinski 2015), by gradient ascent.
 
     S(x) = mean over positions of channel `channel` of layer's output (where="mean"), or its value at
@@ -83,7 +83,7 @@ def activation_max(net, layer, channel, steps=200, lr=0.05, l2=1e-3, decay=0.0, 
     return ascend(net, layer, channel_seed(output.shape, channel, where), x0, steps=steps, lr=lr, l2=l2,
                   decay=decay, blur_every=blur_every, blur_sigma=blur_sigma, clip_norm_pct=clip_norm_pct,
                   clip_contrib_pct=clip_contrib_pct, jitter=jitter, mean=mean, pixel_range=pixel_range,
-                  normalize=normalize, seed=seed, progress=progress,
+                  normalize=normalize, seed=seed, progress=progress, on_progress=on_progress,
                   description=f"activation_max {layer}[{channel}]")
 
 
@@ -183,7 +183,8 @@ def objective_gradient(net, layer, objective, image):
 
 def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, blur_every=0,
            blur_sigma=0.5, clip_norm_pct=0.0, clip_contrib_pct=0.0, jitter=0, mean=0.5,
-           pixel_range=(0.0, 1.0), normalize=True, seed=0, progress=True, description="ascent"):
+           pixel_range=(0.0, 1.0), normalize=True, seed=0, progress=True, on_progress=None,
+           description="ascent"):
     """Maximize S(x) - l2 ||x||^2 from x0, S(x) = objective(output of `layer` at mean + x).
 
     objective: f -> (S, dS/df), or an array s for S = <f, s> (see objective_gradient).
@@ -194,7 +195,8 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
     clip_norm_pct / clip_contrib_pct: percentile (0-100) below which pixels are set to 0 (to the mean).
     jitter: largest random roll in pixels. pixel_range: (low, high) for mean + x (numbers, or one per
     channel), or None.
-    seed: the generator of the jitter. Returns an AscentResult.
+    seed: the generator of the jitter. on_progress: None, or a function called as on_progress(done, steps)
+    after each step. Returns an AscentResult.
     """
     steps = check_int_at_least(steps, "steps", 0)
     jitter = check_int_at_least(jitter, "jitter", 0)
@@ -222,6 +224,8 @@ def ascend(net, layer, objective, x0, steps=200, lr=0.05, l2=1e-3, decay=0.0, bl
             x = regularize(x, gradient, step, decay, blur_every, blur_sigma, clip_norm_pct, clip_contrib_pct)
             x = _clip_to_range(x, mean, pixel_range)
             bar.set_postfix(objective=f"{value:.4g}")
+            if on_progress is not None:
+                on_progress(step + 1, steps)
         value, _, output = objective_gradient(net, layer, objective, mean + x)
     trace.append(value)
     regularized.append(value - l2 * float(np.sum(x.astype(np.float64) ** 2)))

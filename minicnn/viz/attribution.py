@@ -202,7 +202,7 @@ def guided_backprop(net, x, target):
 # occlusion
 
 
-def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress=True):
+def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress=True, on_progress=None):
     """Occlusion sensitivity (Zeiler & Fergus 2014): slide a square of `fill` over each image.
 
     The square (size = k or (kh, kw)) moves like a convolution window without padding: position
@@ -218,7 +218,8 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
     the map would be flat (measured on shapes_vgg: 15 of 200 held-out images; none in float64).
 
     Occluded copies are built and run `batch_size` at a time, whatever N, H, W: memory stays at
-    batch_size images. Returns Occlusion(probability, drop, heatmap, base_probability).
+    batch_size images. on_progress: None, or a function called as on_progress(done, total) after each
+    batch (the explorer's progress bar). Returns Occlusion(probability, drop, heatmap, base_probability).
     """
     check_images(net, x)
     (kh, kw), (sh, sw), _ = check_geometry(size, stride, 0, name="size")
@@ -245,6 +246,8 @@ def occlusion(net, x, target, size, stride, fill="mean", batch_size=64, progress
                 p = softmax(net.forward(occluded).astype(np.float64))
                 probability[image, i, j] = p[np.arange(len(image)), targets[image]]
                 bar.update(len(image))
+                if on_progress is not None:
+                    on_progress(start + len(image), total)
     drop = base_probability[:, None, None] - probability
     heatmap = mean_over_covering_squares(drop, (h, w), (kh, kw), (sh, sw))
     return Occlusion(probability, drop, heatmap, base_probability)

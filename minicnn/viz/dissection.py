@@ -109,9 +109,15 @@ def dissect(net, dataset, layer, quantile=0.005, iou_threshold=0.04, batch_size=
             raise ValueError("the dataset gave different batches on its second reading; pass a list, a "
                              "ShapesBatch or a function that returns the same batches every time")
         counts = _add_counts(counts, iou_counts(activations[index], thresholds, masks))
+    return dissection_from_counts(counts, thresholds, names, layer, quantile, iou_threshold)
+
+
+def dissection_from_counts(counts, thresholds, concept_names, layer, quantile, iou_threshold):
+    """The Dissection of one layer from its pixel counts (intersection (K, C), unit area (K,), concept
+    area (C,)) and thresholds T_k (K,); iou_threshold picks the detectors."""
     iou = iou_from_counts(*counts)
-    return Dissection(_table(iou, names, iou_threshold), iou, thresholds, tuple(names), layer, quantile,
-                      iou_threshold)
+    return Dissection(_table(iou, concept_names, iou_threshold), iou, thresholds, tuple(concept_names), layer,
+                      quantile, iou_threshold)
 
 
 def unit_thresholds(activations, quantile):

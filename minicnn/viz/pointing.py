@@ -7,7 +7,7 @@ maximum (an occlusion map is flat over each stride cell) the map points at the m
 their centroid; a map that is constant over the whole image points nowhere and counts as a miss.
 The centre baseline always points at the image centre.
 
-One implementation, used by minicnn/recipes/pointing_game.py (the README's table), the tour and the lessons.
+One implementation, used by minicnn/recipes/pointing_game.py (docs/results/pointing-game.md), the tour and the lessons.
 """
 import numpy as np
 from scipy.ndimage import binary_dilation

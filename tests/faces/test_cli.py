@@ -17,7 +17,7 @@ from PIL import Image
 
 from helpers import REPO
 
-from minicnn import cli, data, models
+from minicnn import cli, data, models, user_input
 from minicnn.io import save_weights
 from minicnn.io.images import save_image
 from minicnn.train import Adam, fit
@@ -144,12 +144,12 @@ def test_explain_prints_five_class_names_and_writes_the_figure(images, weights_a
 
 
 def test_imagenet_resize_and_crop_are_explained_and_extreme_shapes_refused():
-    assert cli.imagenet_notes("a.png", (300, 400)) == []
-    assert cli.imagenet_notes("a.png", (8, 8)) == ["a.png is 8x8: enlarged 32.0x so that its shorter side is 256 "
+    assert user_input.imagenet_notes("a.png", (300, 400)) == []
+    assert user_input.imagenet_notes("a.png", (8, 8)) == ["a.png is 8x8: enlarged 32.0x so that its shorter side is 256 "
                                                    "(expect a blurred input)"]
-    assert cli.imagenet_notes("a.png", (300, 1000)) == ["the 224x224 centre crop keeps 26% of a.png's longer side"]
-    with pytest.raises(cli.UserError, match=r"a.png is 3000x2: .* keep 0.058% of its longer side"):
-        cli.imagenet_notes("a.png", (2, 3000))   # resized, it would be 256 x 384000: 4 GB
+    assert user_input.imagenet_notes("a.png", (300, 1000)) == ["the 224x224 centre crop keeps 26% of a.png's longer side"]
+    with pytest.raises(user_input.UserError, match=r"a.png is 3000x2: .* keep 0.058% of its longer side"):
+        user_input.imagenet_notes("a.png", (2, 3000))   # resized, it would be 256 x 384000: 4 GB
 
 
 @pytest.mark.parametrize("name, what", [("grey.png", "greyscale"), ("rgba.png", "RGBA")])
@@ -168,7 +168,7 @@ def test_explain_with_a_target_by_name(images, weights_args, tmp_path, capsys):
     status, _, _ = run(["explain", str(images / "shape.png"), "--target", "Star", "--methods", "gradcam",
                         "--out", str(tmp_path / "star.png")] + weights_args, capsys)
     assert status == 0 and (tmp_path / "star.png").is_file()
-    assert cli.resolve_target("4", data.CLASS_NAMES) == cli.resolve_target("star", data.CLASS_NAMES) == 4
+    assert user_input.resolve_target("4", data.CLASS_NAMES) == user_input.resolve_target("star", data.CLASS_NAMES) == 4
 
 
 def test_explain_out_without_a_suffix_writes_and_names_a_png(images, weights_args, tmp_path, capsys):
@@ -239,14 +239,14 @@ def test_bad_input_exits_non_zero_with_one_clear_line(case, images, weights_args
 def test_unknown_imagenet_class_suggests_close_names():
     from minicnn.imagenet import IMAGENET_CLASSES
 
-    assert cli.resolve_target("Tabby", IMAGENET_CLASSES) == IMAGENET_CLASSES.index("tabby")
-    assert cli.resolve_target("281", IMAGENET_CLASSES) == 281
-    with pytest.raises(cli.UserError, match="did you mean 'tabby'"):
-        cli.resolve_target("tabbby", IMAGENET_CLASSES)
-    with pytest.raises(cli.UserError, match=r"class 'crane' is ambiguous: it names 'crane \(class 134\)' and "
+    assert user_input.resolve_target("Tabby", IMAGENET_CLASSES) == IMAGENET_CLASSES.index("tabby")
+    assert user_input.resolve_target("281", IMAGENET_CLASSES) == 281
+    with pytest.raises(user_input.UserError, match="did you mean 'tabby'"):
+        user_input.resolve_target("tabbby", IMAGENET_CLASSES)
+    with pytest.raises(user_input.UserError, match=r"class 'crane' is ambiguous: it names 'crane \(class 134\)' and "
                                             r"'crane \(class 517\)'"):
-        cli.resolve_target("crane", IMAGENET_CLASSES)
-    assert cli.resolve_target("Crane (class 517)", IMAGENET_CLASSES) == 517
+        user_input.resolve_target("crane", IMAGENET_CLASSES)
+    assert user_input.resolve_target("Crane (class 517)", IMAGENET_CLASSES) == 517
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(images, tmp_path):
