@@ -51,7 +51,7 @@ def walk(net, a, b, steps=STEPS):
     t = np.linspace(0.0, 1.0, steps, dtype=codes.dtype)[:, None]
     scores = net.forward((1 - t) * codes[0] + t * codes[1], after="code")
     inside = scores[:, 1] - scores[:, 0]
-    return 1.0 / (1.0 + np.exp(-inside))   # softmax over the two channels, the second one
+    return 0.5 * (1.0 + np.tanh(inside / 2))   # softmax over the two channels, the second one (= sigmoid)
 
 
 def pairs_of_classes(labels, count):
@@ -69,8 +69,8 @@ def main(argv=None):
     parser.add_argument("--train-size", type=int, default=6000)
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--side", type=int, default=32)
-    parser.add_argument("--code-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--code-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
