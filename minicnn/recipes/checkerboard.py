@@ -136,9 +136,13 @@ def page(results, trained, command, images, seeds):
     rows = [f"| {name} | {cells(r['weights'])} | {cells(np.unique(np.round(r['ones'], 6)))} | "
             f"{cells(np.round(r['untrained'] / r['untrained'].mean(), 3))} | {contrast(r['untrained']):.3f} |"
             for name, r in results.items()]
+    untrained_k4 = contrast(results["transposed k4 s2"]["untrained"])
     trained_text = ("shapes_seg's weights were not found: no trained decoder was measured." if trained is None else
                     f"shapes_seg's trained up1 (kernel 4, stride 2), same images: energy by phase "
-                    f"{cells(np.round(trained / trained.mean(), 3))}, contrast {contrast(trained):.3f}.")
+                    f"{cells(np.round(trained / trained.mean(), 3))}, contrast {contrast(trained):.3f}, against "
+                    f"{untrained_k4:.3f} for untrained kernel-4 layers: its learned weights make a phase pattern of "
+                    f"their own, {contrast(trained) / contrast(results['transposed k3 s2']['untrained']):.2f} "
+                    "times the one kernel 3 has built in.")
     return "\n".join([
         "# The checkerboard of transposed convolutions",
         "",
