@@ -388,6 +388,28 @@ class Flatten(Layer):
         return dy.reshape(self._recalled(dy))
 
 
+class Unflatten(Layer):
+    """(N, C*H*W) -> (N, C, H, W) in C-order: Flatten's inverse, so a decoder can turn a code vector
+    (after a Linear layer) into feature maps for its transposed convolutions."""
+
+    def __init__(self, shape):
+        super().__init__()
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise TypeError(f"shape must be a (C, H, W) tuple of ints, got {shape!r}")
+        self.shape = tuple(check_int_at_least(size, f"shape[{k}]", 1) for k, size in enumerate(shape))
+
+    def forward(self, x):
+        check_array(x, "x", ndim=2)
+        check_shape(x, "x", (None, int(np.prod(self.shape))))
+        return self._remember(x.shape, x.reshape((x.shape[0],) + self.shape))
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return dy.reshape(self._recalled(dy))
+
+    def extra_repr(self):
+        return f"shape={self.shape}"
+
+
 class Dropout(Layer):
     """Inverted dropout: in training, zero each value with probability p and scale the rest by 1/(1-p).
 

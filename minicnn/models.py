@@ -54,6 +54,7 @@ from .layers import (
     MaxPool2d,
     NoInit,
     ReLU,
+    Unflatten,
 )
 from .network import Network
 
@@ -398,6 +399,30 @@ def shapes_seg(seed=None):
     return Network(encoder + [
         ("up1", ConvTranspose2d(64, 32, 4, stride=2, padding=1, rng=rng)), ("relu5", ReLU()),
         ("up2", ConvTranspose2d(32, SEGMENTATION_CLASSES, 4, stride=2, padding=1, init="xavier", rng=rng)),
+    ])
+
+
+def shapes_autoencoder(code_size=8, side=32, seed=None):
+    """An autoencoder of shape masks: (N, 1, side, side) mask -> a code of code_size numbers -> (N, 2, side, side)
+    scores (channel 0 outside the shape, 1 inside; per-pixel cross-entropy trains it).
+
+    encoder: conv1 3x3 1->8, relu1, pool1; conv2 3x3 8->16, relu2, pool2 (side / 4); flatten; code, a Linear
+    layer to code_size numbers (no ReLU: a code may be negative). decoder: expand, Linear back to
+    16 * (side / 4)^2, relu3, unflatten; up1 ConvTranspose2d 16->8 (kernel 4, stride 2), relu4; up2 8->2.
+    `net.forward(mask, upto="code")` encodes, `net.forward(code, after="code")` draws.
+    """
+    if side % 4:
+        raise ValueError(f"side must be a multiple of 4 (two 2x2 poolings, two 2x upsamplings), got {side}")
+    rng = np.random.default_rng(seed)
+    quarter = side // 4
+    return Network([
+        ("conv1", Conv2d(1, 8, 3, padding=1, rng=rng)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+        ("conv2", Conv2d(8, 16, 3, padding=1, rng=rng)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+        ("flatten", Flatten()), ("code", Linear(16 * quarter * quarter, code_size, init="xavier", rng=rng)),
+        ("expand", Linear(code_size, 16 * quarter * quarter, rng=rng)), ("relu3", ReLU()),
+        ("unflatten", Unflatten((16, quarter, quarter))),
+        ("up1", ConvTranspose2d(16, 8, 4, stride=2, padding=1, rng=rng)), ("relu4", ReLU()),
+        ("up2", ConvTranspose2d(8, 2, 4, stride=2, padding=1, init="xavier", rng=rng)),
     ])
 
 

@@ -4,7 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from minicnn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from minicnn import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
+                     Unflatten)
 from minicnn.testing import gradcheck
 from strategies import random_array
 
@@ -18,6 +19,7 @@ LAYERS = {
     "adaptive": (lambda rng: AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5)),
     "gap": (lambda rng: GlobalAvgPool2d(), (2, 3, 4, 5)),
     "flatten": (lambda rng: Flatten(), (2, 3, 2, 2)),
+    "unflatten": (lambda rng: Unflatten((3, 2, 2)), (2, 12)),
     "dropout": (lambda rng: Dropout(0.5, rng=rng), (2, 3, 4, 4)),
 }
 

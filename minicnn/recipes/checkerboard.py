@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn import data, models
+from minicnn import data, models, plot
 from minicnn.layers import Conv2d, ConvTranspose2d, Upsample
 from minicnn.matrix import taps_per_phase
 from minicnn.network import Network
 
 BORDER = 2  # output rows / columns cut off at each side: the borders see fewer inputs whatever the phase
-CHANNELS = 64  # shapes_cam's relu4, the input of every upsampler here
 
 
 def upsamplers(channels, rng):
@@ -76,15 +75,23 @@ def ones_response(name):
     return out[0, 0, BORDER:-BORDER, BORDER:-BORDER]
 
 
-def measure(images, seeds, weights_dir):
-    """Every number of the page: counts, all-ones responses, untrained and trained phase energies."""
-    features = models.load_pretrained("shapes_cam", weights_dir).forward(images, upto="relu4")
+def measure_untrained(maps, seeds):
+    """name -> {"weights": counts per phase, "ones": all-ones response, "untrained": phase energies of
+    He-normal upsamplers on maps (N, C, h, w), averaged over the weight draws 0 .. seeds - 1}."""
     results = {}
     for name in upsamplers(1, np.random.default_rng(0)):
-        energies = [phase_energy(upsamplers(CHANNELS, np.random.default_rng(seed))[name].forward(features))
+        energies = [phase_energy(upsamplers(maps.shape[1], np.random.default_rng(seed))[name].forward(maps))
                     for seed in range(seeds)]
         results[name] = {"weights": weights_per_phase(name), "ones": ones_response(name),
                          "untrained": np.mean(energies, axis=0)}
+    return results
+
+
+def measure(images, seeds, weights_dir):
+    """Every number of the page: counts, all-ones responses, untrained phase energies on shapes_cam's relu4
+    maps of the images, and the trained phase energies of shapes_seg's up1 (None without its weights)."""
+    features = models.load_pretrained("shapes_cam", weights_dir).forward(images, upto="relu4")
+    results = measure_untrained(features, seeds)
     trained = None
     try:
         seg = models.load_pretrained("shapes_seg", weights_dir)
@@ -95,13 +102,13 @@ def measure(images, seeds, weights_dir):
     return results, trained
 
 
-def figure(results, trained, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def figure(results, trained=None):
+    """The checkerboard figure (a matplotlib Figure): all-ones responses on top, phase energies below."""
+    from matplotlib.figure import Figure
 
     columns = len(results) + (trained is not None)
-    fig, axes = plt.subplots(2, columns, figsize=(3.2 * columns, 6.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * columns, 6.4))
+    axes = fig.subplots(2, columns, squeeze=False)
     for col, (name, result) in enumerate(results.items()):
         axes[0, col].imshow(result["ones"], cmap="gray", vmin=0, vmax=9)
         values = ", ".join(f"{v:g}" for v in np.unique(result["ones"]))
@@ -119,8 +126,7 @@ def figure(results, trained, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def page(results, trained, command, images, seeds):
@@ -130,9 +136,13 @@ def page(results, trained, command, images, seeds):
     rows = [f"| {name} | {cells(r['weights'])} | {cells(np.unique(np.round(r['ones'], 6)))} | "
             f"{cells(np.round(r['untrained'] / r['untrained'].mean(), 3))} | {contrast(r['untrained']):.3f} |"
             for name, r in results.items()]
+    untrained_k4 = contrast(results["transposed k4 s2"]["untrained"])
     trained_text = ("shapes_seg's weights were not found: no trained decoder was measured." if trained is None else
                     f"shapes_seg's trained up1 (kernel 4, stride 2), same images: energy by phase "
-                    f"{cells(np.round(trained / trained.mean(), 3))}, contrast {contrast(trained):.3f}.")
+                    f"{cells(np.round(trained / trained.mean(), 3))}, contrast {contrast(trained):.3f}, against "
+                    f"{untrained_k4:.3f} for untrained kernel-4 layers: its learned weights make a phase pattern of "
+                    f"their own, {contrast(trained) / contrast(results['transposed k3 s2']['untrained']):.2f} "
+                    "times the one kernel 3 has built in.")
     return "\n".join([
         "# The checkerboard of transposed convolutions",
         "",
@@ -170,7 +180,7 @@ def main(argv=None):
     images = data.make_shapes(args.images, seed=data.HELD_OUT_SEED, distractor=0.5).images
     results, trained = measure(images, args.seeds, args.weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    figure(results, trained, args.out / "checkerboard.png")
+    plot.save_figure(figure(results, trained), args.out / "checkerboard.png", dpi=110)
     command = "python -m minicnn.recipes.checkerboard" + "".join(
         f" --{key} {shlex.quote(str(value))}" for key, value in (("images", args.images), ("seeds", args.seeds))
         if value != parser.get_default(key))

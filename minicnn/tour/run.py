@@ -26,6 +26,7 @@ from .sections_units import (
     search_section,
     tsne_section,
 )
+from .sections_upsampling import upsampling_section
 
 # ----------------------------------------------------------------------------------------------
 # the sections in the lecture's order: (key, heading, lesson, function)
@@ -33,6 +34,7 @@ from .sections_units import (
 SECTIONS = [
     ("matrix", "Convolution is a matrix",
      "01_convolution_is_a_matrix.py, 02_transposed_convolution.py, 03_deconvolution_in_2d.py", conv_as_matrix),
+    ("upsampling", "Learned upsampling and the checkerboard", "15_learned_upsampling.py", upsampling_section),
     ("filters", "First-layer filters", "05_filters_are_templates.py, 09_dataset_search_and_deconvnet.py",
      first_layer_filters),
     ("saliency", "Saliency and SmoothGrad", "06_saliency_and_occlusion.py", saliency_section),
