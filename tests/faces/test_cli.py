@@ -24,7 +24,7 @@ from minicnn.train import Adam, fit
 
 SECTION_TITLES = [
     "Convolution is a matrix", "First-layer filters", "Saliency and SmoothGrad", "Occlusion", "CAM and Grad-CAM",
-    "Guided backpropagation", "Pointing game", "Gradient ascent: class models", "Dataset search and DeconvNet",
+    "Guided backpropagation", "Pointing game", "Can we trust the maps?", "Gradient ascent: class models", "Dataset search and DeconvNet",
     "Nearest neighbours", "t-SNE", "DeepDream", "Network Dissection", "Dead units",
 ]
 
