@@ -224,6 +224,9 @@ def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Setting
     for metric in metrics:
         check_choice(metric, "metric", METRICS)
     methods, skipped = available_methods(net, methods)
+    if not methods:
+        raise ValueError(f"none of the methods applies to {model}: " +
+                         "; ".join(f"{method} {why}" for method, why in skipped.items()))
     net.eval()
     batch = make_shapes(min(settings.n, settings.examples), seed=settings.seed)
     rows, examples, random_examples = {}, {}, {}

@@ -81,7 +81,10 @@ def main(argv=None):
     methods = list(dict.fromkeys(METHOD_NAMES[m.lower()] for m in args.methods))
     started = time.perf_counter()
     permuted = None if args.permuted_weights is None else load_pretrained(args.model, args.permuted_weights)
-    results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings, permuted)
+    try:
+        results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings, permuted)
+    except ValueError as error:  # e.g. only CAM asked of a network without a GAP head
+        raise SystemExit(f"minicnn evaluate: error: {error}") from None
     command = "minicnn evaluate " + " ".join(shlex.quote(a) for a in argv)
     write_results(results, settings, args.out, command)
     skipped = "".join(f"; skipped {m}: {why}" for m, why in results.skipped.items())

@@ -118,3 +118,8 @@ def test_the_data_randomization_test_alone(tmp_path):
     rows = read_csv(out / "randomization.csv")
     assert [row["mode"] for row in rows] == ["trained", "data"]
     assert float(rows[1]["spearman_abs"]) == pytest.approx(1.0) and float(rows[1]["ssim"]) == pytest.approx(1.0)
+
+
+def test_a_model_none_of_whose_methods_applies_is_an_error():
+    with pytest.raises(SystemExit, match=r"none of the methods applies to shapes_vgg: CAM needs a GlobalAvgPool2d"):
+        cli.main(["evaluate", "--model", "shapes_vgg", "--methods", "cam", "--out", "unused"])
