@@ -270,7 +270,8 @@ def test_argparse_errors_exit_non_zero(capsys):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["tour", "--help"], ["explain", "--help"], ["train", "--help"],
-                                  ["train", "shapes", "--help"], ["bench", "--help"]])
+                                  ["train", "shapes", "--help"], ["bench", "--help"], ["explore", "--help"],
+                                  ["index", "--help"], ["dissect", "--help"], ["evaluate", "--help"]])
 def test_every_command_has_help(args, capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(args)
