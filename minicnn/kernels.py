@@ -650,10 +650,13 @@ def im2col_tile(x, sample, rows, kernel_size, stride, padding):
 #   V = B^T d B   for every tile and channel of the block          (36, C, tiles)
 #   M[k] = U[k] @ V[k]   for each of the 36 transformed positions   (F, C) @ (C, tiles), one BLAS call
 #   Y = A^T M A + bias   stored into y                              (N, F, Ho, Wo)
-# with U = G g G^T, the filters transformed once per call (36, F, C). One parallel loop over the
-# blocks is the only thread pool; BLAS runs single-threaded inside it (see _blas_for_tiles).
-# The transforms are written out for F(4, 3): B^T, G and A^T are the matrices of
-# minicnn.winograd.transforms(4), applied to the rows, then the columns, of each 6x6 tile.
+# with U = G g G^T, the transformed filters (36, F, C), kept between calls (_winograd_filters_of).
+# Each of the 36 is a row of a (36, row) buffer, the (C, tiles) or (F, C) matrix in its first
+# entries (rows spread over the cache sets: _spread_rows). One parallel loop over the blocks is the
+# only thread pool; BLAS runs single-threaded inside it (see _blas_for_tiles). The transforms are
+# written out for F(4, 3): B^T, G and A^T are the matrices of minicnn.winograd.transforms(4),
+# applied to the columns, then the rows, of each 6x6 tile. float32 or float64 (the constants are
+# exact in both).
 
 WINOGRAD_TILES_PER_BLOCK = 96
 
