@@ -23,7 +23,7 @@ RESULTS_COMMANDS = {
 NUMBER_IN_A_TABLE = re.compile(r"^\|.*\d(\.\d+)?%|^\|.*\d\.\d+", flags=re.M)  # a table cell with 93.9% or 0.097
 COMMAND = re.compile(r"python -m minicnn\.|python lessons/|minicnn (bench|train|evaluate)")
 BUILD_TIMEOUT_SECONDS = 600
-RUN_BUILD_TIMEOUT_SECONDS = 3600  # twelve lessons on two shared cores
+RUN_BUILD_TIMEOUT_SECONDS = 3600  # every lesson, on two shared cores
 
 
 def build_site(tmp_path, lessons):
