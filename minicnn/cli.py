@@ -7,7 +7,7 @@
     minicnn train shapes [...]          train the shapes models (minicnn.recipes.train_shapes)
     minicnn bench [...]                 minicnn against PyTorch, each alone (minicnn.recipes.bench)
     minicnn evaluate --model NAME ...   can we trust the maps? pointing, deletion, insertion, randomization,
-                                        segmentation (minicnn.recipes.evaluate over minicnn.evaluate)
+                                        segmentation, switches (minicnn.recipes.evaluate over minicnn.evaluate)
     minicnn index / dissect [...]       dataset search / Network Dissection over a whole image
                                         collection, resumable, local or on Dask (see minicnn.index)
 

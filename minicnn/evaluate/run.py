@@ -37,7 +37,7 @@ ACCURACY_IMAGES = 500  # images on which each randomized network's accuracy is m
 class Settings(NamedTuple):
     """What a run measures and how: the images (n, seed, batch size), the methods' options, deletion
     and insertion (steps, fill), segmentation (threshold quantile, graph-cut seeds), randomization
-    (its seed, how many images keep their maps for the figures)."""
+    (its seed, its modes: cascade and/or independent), how many images keep their maps for the figures."""
 
     n: int = 50
     seed: int = HELD_OUT_SEED
@@ -49,6 +49,7 @@ class Settings(NamedTuple):
     cut_low: float = 0.3
     cut_high: float = 0.9
     randomization_seed: int = 0
+    modes: tuple = randomization.MODES
     examples: int = 4
 
 
@@ -218,9 +219,14 @@ def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Setting
     head) are skipped with the reason. permuted: the same architecture trained on permuted labels, for
     the data randomization test (in the randomization metric). Returns Results; write_results saves them."""
     check_int_at_least(settings.n, "n", 1)
+    for mode in settings.modes:
+        check_choice(mode, "each of settings.modes", randomization.MODES)
     for metric in metrics:
         check_choice(metric, "metric", METRICS)
     methods, skipped = available_methods(net, methods)
+    if not methods:
+        raise ValueError(f"none of the methods applies to {model}: " +
+                         "; ".join(f"{method} {why}" for method, why in skipped.items()))
     net.eval()
     batch = make_shapes(min(settings.n, settings.examples), seed=settings.seed)
     rows, examples, random_examples = {}, {}, {}
@@ -228,7 +234,8 @@ def evaluate(net, model, methods=METHOD_NAMES, metrics=METRICS, settings=Setting
     if per_map:
         rows, examples = per_map_metrics(net, model, methods, per_map, settings)
     if "randomization" in metrics:
-        rows["randomization"], random_examples, _ = randomization_metric(net, methods, settings, permuted=permuted)
+        rows["randomization"], random_examples, _ = randomization_metric(net, methods, settings, settings.modes,
+                                                                          permuted)
     check = make_shapes(settings.n, seed=settings.seed)
     rules = [method for method in methods if method in switches.RULES]
     if "switches" in metrics and rules:

@@ -12,6 +12,7 @@ Errors are {"error": message, "valid": [names...] or null} with a 4xx status.
 import base64
 import contextlib
 import io
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,7 @@ def create_app(explorer):
     saved_maps = {}
 
     def remember_map(heat):
-        key = f"m{len(saved_maps)}-{np.random.default_rng().integers(1 << 30)}"
+        key = uuid.uuid4().hex[:12]
         saved_maps[key] = heat
         while len(saved_maps) > 64:
             saved_maps.pop(next(iter(saved_maps)))

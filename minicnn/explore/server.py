@@ -193,6 +193,8 @@ def run(args):
               file=sys.stderr)
     print(f"minicnn explore: {explorer.name} at {url} (Ctrl-C stops it)", flush=True)
     if not args.no_browser:
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+        opener = threading.Timer(1.0, webbrowser.open, args=(url,))
+        opener.daemon = True
+        opener.start()
     uvicorn.run(create_app(explorer), host=args.host, port=port, log_level="warning")
     print("minicnn explore: stopped", file=sys.stderr)

@@ -1,14 +1,14 @@
 """What the explorer computes, with no web framework in sight: an Explorer holds one model, its dataset
 and the images the pages sent, and answers each question of the page with plain Python values.
 
-    explorer = Explorer.for_model("shapes_vgg", net, cam_net, dataset)
-    image = explorer.add_image(path_or_bytes)          # an Image: the network input, shown RGB, notes
+    explorer = Explorer("shapes_vgg", net, cam_net, CLASS_NAMES, "shapes", dataset)   # or server.build_explorer
+    image = explorer.add_image(png_bytes, "cat.png")   # an Image: the network input, shown RGB, notes
     explorer.predict(image)                            # the top-5, as `minicnn explain` prints it
     explorer.attribution(image, target, "gradcam")     # a map: the same function `minicnn explain` calls
     explorer.activations(image, "relu1_1")             # (K, h, w) every channel of one layer
-    explorer.unit("relu3_2", 5)                        # top-9 patches over the dataset, DeconvNet, dissection
+    explorer.unit("relu3_2", 5)                        # its top-9 patches over the dataset (viz.search.Patch)
     explorer.dot_product(image, "conv1_1", f, i, j)    # w . x + b with every term
-    explorer.start_job(...)                            # occlusion, gradient ascent, dissection: off the request
+    explorer.start_ascent("relu3_2", 5)                # a Job: long work off the request, with progress
 
 The network keeps what its last forward pass needs for backward, so two requests must not run one
 network at once. Three twins share the same weight arrays, each under its own lock: `net` for the
@@ -153,7 +153,7 @@ class Explorer:
         self.dataset = IndexedDataset(index) if index is not None else dataset
         self.images = OrderedDict()
         self.images_lock = threading.Lock()
-        self.jobs = {}
+        self.jobs, self.jobs_lock = {}, threading.Lock()
         self.searches = {}      # layer -> {channel: [Patch]}
         self.dissections = {}   # layer -> Job
         self.counter = itertools.count()
@@ -426,7 +426,7 @@ class Explorer:
         if self.dataset is None or self.dataset.shapes_batch is None:
             return None
         self.check_layer(layer, spatial=True)
-        with self.images_lock:
+        with self.jobs_lock:
             if layer not in self.dissections:
                 self.dissections[layer] = self.start_job("dissection", self._dissect, layer)
             return self.dissections[layer]

@@ -22,6 +22,10 @@ from minicnn.viz.ascent import class_model
 
 OBJECTIVES = ("score", "log_probability")
 BAR = 0.9  # a class model "works" when the network gives its class at least this probability
+READING = ("How to read it: the score objective S_c keeps rising as long as the image shows more of c. "
+           "log p_c = S_c - log sum_k exp(S_k) flattens out near 0 once c wins, while a normalized step "
+           "keeps its size, so the L2 pull, the decay and the blur take over there: p(c) falls, climbs "
+           "again, and the last image can be anywhere on that cycle.")
 
 
 def class_probabilities(net, objective, seed, steps):
@@ -66,7 +70,7 @@ def main(argv=None):
     text = (f"# Class models of shapes_vgg\n\nWritten by `{command} --out docs/results/class-models.md` "
             f"({time.perf_counter() - started:.0f} s). p(c) of each class model fed back to the shipped "
             f"shapes_vgg, made by `minicnn.viz.ascent.class_model` with its defaults.\n\n"
-            + table(results, args.seeds) + "\n")
+            + table(results, args.seeds) + "\n\n" + READING + "\n")
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

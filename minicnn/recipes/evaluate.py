@@ -40,6 +40,8 @@ def parse_args(argv=None):
     parser.add_argument("--n", type=int, default=50, help="held-out images (default %(default)s)")
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="their dataset seed (default %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the CSVs, evaluation.md and figures")
+    parser.add_argument("--modes", nargs="*", default=["cascade", "independent"], choices=["cascade", "independent"],
+                        help="randomization: cascade and/or independent (none: only the --permuted-weights test)")
     parser.add_argument("--batch-size", type=int, default=25, help="images per batch (default %(default)s)")
     parser.add_argument("--steps", type=int, default=32, help="deletion / insertion steps (default %(default)s)")
     parser.add_argument("--fill", default="blur", help="deletion / insertion fill: blur, mean or a grey level")
@@ -68,7 +70,7 @@ def parse_args(argv=None):
 def settings_of(args):
     options = Options(smooth=args.smooth, occlusion_size=args.occlusion_size, occlusion_stride=args.occlusion_stride)
     return Settings(n=args.n, seed=args.seed, batch_size=args.batch_size, options=options, steps=args.steps,
-                    fill=args.fill)
+                    fill=args.fill, modes=tuple(dict.fromkeys(args.modes)))
 
 
 def main(argv=None):
@@ -79,7 +81,10 @@ def main(argv=None):
     methods = list(dict.fromkeys(METHOD_NAMES[m.lower()] for m in args.methods))
     started = time.perf_counter()
     permuted = None if args.permuted_weights is None else load_pretrained(args.model, args.permuted_weights)
-    results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings, permuted)
+    try:
+        results = evaluate(net, args.model, methods, list(dict.fromkeys(args.metrics)), settings, permuted)
+    except ValueError as error:  # e.g. only CAM asked of a network without a GAP head
+        raise SystemExit(f"minicnn evaluate: error: {error}") from None
     command = "minicnn evaluate " + " ".join(shlex.quote(a) for a in argv)
     write_results(results, settings, args.out, command)
     skipped = "".join(f"; skipped {m}: {why}" for m, why in results.skipped.items())

@@ -17,6 +17,7 @@ from .sections_attribution import (
     pointing_section,
     saliency_section,
 )
+from .sections_evaluate import sanity_section
 from .sections_units import (
     class_models_section,
     dead_units_section,
@@ -42,6 +43,8 @@ SECTIONS = [
     ("cam", "CAM and Grad-CAM", "07_class_activation_maps.py", cam_section),
     ("guided", "Guided backpropagation", "06_saliency_and_occlusion.py", guided_section),
     ("pointing", "Pointing game", "python -m minicnn.recipes.pointing_game (docs/results/pointing-game.md)", pointing_section),
+    ("sanity", "Can we trust the maps?", "13_can_we_trust_the_maps.py, minicnn evaluate (docs/results/evaluation.md)",
+     sanity_section),
     ("ascent", "Gradient ascent: class models", "08_gradient_ascent.py", class_models_section),
     ("search", "Dataset search and DeconvNet", "09_dataset_search_and_deconvnet.py", search_section),
     ("neighbours", "Nearest neighbours", "12_embeddings.py", neighbours_section),

@@ -2,8 +2,11 @@
 one row per method (or per method and step), the numbers equal the metrics computed directly."""
 import csv
 
+from helpers import WEIGHTS
+
 import numpy as np
 import pytest
+from helpers import WEIGHTS
 
 from minicnn import cli
 from minicnn.data import make_shapes
@@ -100,3 +103,23 @@ def test_the_command_line_names_a_missing_extra(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--model", "shapes_vgg", "--metrics", "accuracy", "--out", str(tmp_path)])
     assert "--metrics: unknown ['accuracy']" in capsys.readouterr().err
+
+
+def test_the_data_randomization_test_alone(tmp_path):
+    """--modes with no mode: only the trained network and the one trained on permuted labels (here a copy of
+    the trained one, so every similarity is 1)."""
+    weights = tmp_path / "permuted"
+    weights.mkdir()
+    for name in ("shapes_vgg.npz", "shapes_vgg.json"):
+        (weights / name).write_bytes((WEIGHTS / name).read_bytes())
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", "--model", "shapes_vgg", "--methods", "gradcam", "--metrics", "randomization",
+                     "--modes", "--permuted-weights", str(weights), "--n", "2", "--out", str(out)]) == 0
+    rows = read_csv(out / "randomization.csv")
+    assert [row["mode"] for row in rows] == ["trained", "data"]
+    assert float(rows[1]["spearman_abs"]) == pytest.approx(1.0) and float(rows[1]["ssim"]) == pytest.approx(1.0)
+
+
+def test_a_model_none_of_whose_methods_applies_is_an_error():
+    with pytest.raises(SystemExit, match=r"none of the methods applies to shapes_vgg: CAM needs a GlobalAvgPool2d"):
+        cli.main(["evaluate", "--model", "shapes_vgg", "--methods", "cam", "--out", "unused"])

@@ -107,6 +107,10 @@ def test_a_file_that_is_not_an_image_gives_a_message_and_the_page_keeps_working(
     browser.find_element(By.ID, "upload").send_keys(str(path))
     wait_until(browser, "document.getElementById('messages').textContent.includes('is not an image')")
     assert console_errors(browser, allowed=("status of 415",)) == []   # the refused upload's own line only
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (9 * 2**20))   # above the 8 MiB limit: the page says so before sending it
+    browser.find_element(By.ID, "upload").send_keys(str(huge))
+    wait_until(browser, "document.getElementById('messages').textContent.includes('huge.png is 9437184 bytes')")
     browser.find_elements(By.CSS_SELECTOR, "#dataset-strip img")[7].click()
     wait_until(browser, "document.querySelector('#dataset-strip img.current')?.dataset.id === 'dataset-7'")
     wait_until(browser, "document.querySelectorAll('#top5 tbody tr').length === 5")

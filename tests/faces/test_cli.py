@@ -23,8 +23,9 @@ from minicnn.io.images import save_image
 from minicnn.train import Adam, fit
 
 SECTION_TITLES = [
-    "Convolution is a matrix", "Learned upsampling and the checkerboard", "First-layer filters", "Saliency and SmoothGrad", "Occlusion", "CAM and Grad-CAM",
-    "Guided backpropagation", "Pointing game", "Gradient ascent: class models", "Dataset search and DeconvNet",
+    "Convolution is a matrix", "Learned upsampling and the checkerboard", "First-layer filters",
+    "Saliency and SmoothGrad", "Occlusion", "CAM and Grad-CAM", "Guided backpropagation", "Pointing game",
+    "Can we trust the maps?", "Gradient ascent: class models", "Dataset search and DeconvNet",
     "Nearest neighbours", "t-SNE", "DeepDream", "Network Dissection", "Dead units",
 ]
 
