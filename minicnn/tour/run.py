@@ -43,7 +43,7 @@ SECTIONS = [
     ("cam", "CAM and Grad-CAM", "07_class_activation_maps.py", cam_section),
     ("guided", "Guided backpropagation", "06_saliency_and_occlusion.py", guided_section),
     ("pointing", "Pointing game", "python -m minicnn.recipes.pointing_game (docs/results/pointing-game.md)", pointing_section),
-    ("sanity", "Can we trust the maps?", "13_can_we_trust_the_maps.py, minicnn evaluate (docs/results/evaluation.md)",
+    ("sanity", "Can we trust the maps?", "16_can_we_trust_the_maps.py, minicnn evaluate (docs/results/evaluation.md)",
      sanity_section),
     ("ascent", "Gradient ascent: class models", "08_gradient_ascent.py", class_models_section),
     ("search", "Dataset search and DeconvNet", "09_dataset_search_and_deconvnet.py", search_section),

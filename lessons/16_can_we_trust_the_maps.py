@@ -13,7 +13,7 @@
 #   "flat" switches (the first position of every window) the DeconvNet signal from a class score no
 #   longer depends on the image at all.
 #
-# Run: `python lessons/13_can_we_trust_the_maps.py [--out DIR] [--weights DIR]`
+# Run: `python lessons/16_can_we_trust_the_maps.py [--out DIR] [--weights DIR]`
 # (`minicnn evaluate --model shapes_vgg --n 50 --out DIR` runs every method and metric at once.)
 
 # %%
@@ -32,7 +32,7 @@ from minicnn.train import accuracy
 from minicnn.viz.attribution import channel_max_abs
 from minicnn.viz.pointing import pointing_hits
 
-OUT = output_dir("13_can_we_trust_the_maps")
+OUT = output_dir("16_can_we_trust_the_maps")
 net = load_pretrained("shapes_vgg", weights_dir())
 batch = make_shapes(12, seed=HELD_OUT_SEED)
 images, labels, masks = batch.images, batch.labels, batch.masks
@@ -138,4 +138,4 @@ try:
     print(f"  threshold {np.mean(thresholded):.2f}, graph cut {np.mean(cut):.2f}")
 except ImportError as error:
     print(f"  threshold {np.mean(thresholded):.2f}; graph cut skipped ({error})")
-print("\nlesson 13 done: every identity above was checked by an assert")
+print("\nlesson 16 done: every identity above was checked by an assert")
