@@ -18,6 +18,7 @@ README = REPO / "README.md"
 RESULTS_COMMANDS = {
     "results/pointing-game.md": "python -m minicnn.recipes.pointing_game --n 3000 --out docs/results/pointing-game.md",
     "results/shapes-vgg.md": "python -m minicnn.recipes.select_shapes_vgg",
+    "results/checkerboard.md": "python -m minicnn.recipes.checkerboard",
     "results/evaluation.md": "minicnn evaluate --model shapes_vgg --n 50",
 }
 NUMBER_IN_A_TABLE = re.compile(r"^\|.*\d(\.\d+)?%|^\|.*\d\.\d+", flags=re.M)  # a table cell with 93.9% or 0.097
