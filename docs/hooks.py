@@ -6,6 +6,10 @@
   site under lessons/, and the nav's "Lessons" entry lists them in the lecture's order.
 - The API reference: one page per public module (api_modules), each `::: minicnn.<module>` for
   mkdocstrings; the nav's "API reference" entry lists them.
+- The results: a page added to docs/results/ joins the nav's "Results" entry by itself.
+- The explorer's screenshots, linked from explore.md as explore-screenshots/NAME.png: the files that
+  `python -m minicnn.explore.screenshots --out explore-screenshots` wrote in the checkout, or, where it
+  has not been run (never committed), a picture saying which command draws them.
 - weights/README.md (written by minicnn.recipes.train_shapes) joins the site as shipped-weights.md,
   and Pygments' colours as css/pygments.css.
 
@@ -14,6 +18,7 @@
     MINICNN_DOCS_LESSONS_DIR   where the lesson pages are generated (default: build/docs-lessons in the checkout)
 """
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,10 +33,12 @@ from minicnn.recipes import render_lessons  # noqa: E402
 MODES = ("run", "skip")
 LESSONS_ENTRY = "Lessons"  # the nav entries whose pages the hook fills in
 API_ENTRY = "API reference"
+RESULTS_ENTRY = "Results"  # the hook adds every docs/results/*.md page the nav does not list yet
 # not in the API reference: the faces and tools (documented by their --help and the guide), the
 # argument checks, and the Numba kernels (they trust their callers; the ops are their public face)
-NOT_API = {"__main__", "cli", "tour", "recipes", "explore", "index.command", "checks", "kernels"}
+NOT_API = {"__main__", "cli", "explain", "user_input", "tour", "recipes", "explore", "index.command", "checks", "kernels"}
 PYGMENTS_CSS = "css/pygments.css"  # the colours of Pygments' highlighted code (mkdocs.yml extra_css)
+SCREENSHOTS = "explore-screenshots"  # folder in the checkout and in the site; explore.md links into it
 SHIPPED_WEIGHTS_PAGE = "shipped-weights.md"  # weights/README.md, the shipped weights' own page, shown as is
 
 
@@ -77,7 +84,22 @@ def on_config(config):
     lessons += [{render_lessons.title_of(path): f"lessons/{path.stem}.md"} for path in render_lessons.lesson_files()]
     fill(config.nav, LESSONS_ENTRY, lessons)
     fill(config.nav, API_ENTRY, [{"Overview": "api/index.md"}] + api_nav(api_modules()))
+    for item in config.nav:
+        if isinstance(item, dict) and RESULTS_ENTRY in item:
+            item[RESULTS_ENTRY] = item[RESULTS_ENTRY] + unlisted_results(item[RESULTS_ENTRY])
     return config
+
+
+def unlisted_results(listed):
+    """Nav entries {title: path} for the docs/results/*.md pages not among listed (titled by their first heading)."""
+    paths = {path for entry in listed for path in entry.values()}
+    entries = []
+    for page in sorted((REPO / "docs" / "results").glob("*.md")):
+        path = f"results/{page.name}"
+        if path not in paths:
+            heading = re.search(r"^# (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+            entries.append({heading.group(1) if heading else page.stem: path})
+    return entries
 
 
 def api_nav(modules):
@@ -103,6 +125,24 @@ def api_index():
     return "\n".join(lines + [f"- [minicnn.{module}](minicnn.{module}.md)" for module in api_modules()]) + "\n"
 
 
+def missing_screenshot(name):
+    """PNG bytes of a small picture saying that this screenshot was not drawn and which command draws it."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(6, 0.9))
+    fig.text(0.5, 0.5, f"{name}: not drawn for this build\npython -m minicnn.explore.screenshots --out {SCREENSHOTS}",
+             ha="center", va="center", fontsize=10, family="monospace")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def on_files(files, config):
     """Add the generated pages: the lessons (rendered, or reused when unchanged), the API pages, the rest."""
     out = lesson_pages_dir()
@@ -115,5 +155,9 @@ def on_files(files, config):
     for module in api_modules():
         files.append(File.generated(config, f"api/minicnn.{module}.md", content=f"# minicnn.{module}\n\n::: minicnn.{module}\n"))
     files.append(File.generated(config, PYGMENTS_CSS, content=HtmlFormatter(style="friendly").get_style_defs(".highlight")))
+    for name in sorted(set(re.findall(rf"\]\({SCREENSHOTS}/([\w.-]+\.png)\)", (REPO / "docs" / "explore.md").read_text(encoding="utf-8")))):
+        shot = REPO / SCREENSHOTS / name
+        files.append(File.generated(config, f"{SCREENSHOTS}/{name}", abs_src_path=str(shot)) if shot.is_file()
+                     else File.generated(config, f"{SCREENSHOTS}/{name}", content=missing_screenshot(name)))
     files.append(File.generated(config, SHIPPED_WEIGHTS_PAGE, abs_src_path=str(REPO / "weights" / "README.md")))
     return files

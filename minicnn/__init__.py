@@ -6,7 +6,7 @@
     scores = net(x)                      # pre-softmax scores, x (N, 3, 32, 32) float32
 """
 from . import ops
-from .layers import AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool2d, Layer, Linear, MaxPool2d, ReLU, Upsample
+from .layers import AdaptiveAvgPool2d, AvgPool2d, Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool2d, Layer, Linear, MaxPool2d, ReLU, Unflatten, Upsample
 from .network import Network
 from .ops import (
     adaptive_avg_pool2d,
@@ -39,7 +39,7 @@ def __getattr__(name):
 
 __all__ = [
     "ops", "Layer", "AdaptiveAvgPool2d", "Conv2d", "Linear", "ReLU", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
-    "Dropout", "ConvTranspose2d", "Upsample", "Network", "SGD", "Adam", "fit", "conv2d", "conv2d_backward", "conv_transpose2d",
+    "Dropout", "ConvTranspose2d", "Upsample", "Unflatten", "Network", "SGD", "Adam", "fit", "conv2d", "conv2d_backward", "conv_transpose2d",
     "max_pool2d", "max_unpool2d", "avg_pool2d", "global_avg_pool2d", "relu", "relu_backward", "linear",
     "softmax", "log_softmax", "cross_entropy", "load_index",
 ]

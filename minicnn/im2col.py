@@ -92,7 +92,7 @@ def max_pool(x, kernel_size, stride, padding):
     return_indices gives the last NaN's).
     """
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    kw, (sh, sw), (ph, pw) = kernel_size[1], stride, padding
     ho, wo = conv2d_output_shape((h, w), kernel_size, stride, padding)
     planes = x.reshape(n * c, 1, h, w)
     windows = im2col(planes, kernel_size, stride, padding)  # (kh*kw, N*C*Ho*Wo), zeros in the padding
@@ -145,3 +145,11 @@ def relu_backward(dy, x, rule):
     if rule == "guided":
         return np.where((x > 0) & (dy > 0), dy, zero)
     raise ValueError(f"rule must be one of {list(RELU_RULES)}, got {rule!r}")
+
+
+def flip_kernel(w):
+    """The kernel of the transposed convolution as an ordinary one: w (F, C, kh, kw) -> (C, F, kh, kw).
+
+    Spatially flipped (rotated by 180 degrees) and with input / output channels swapped.
+    """
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))

@@ -57,6 +57,8 @@ def _short_names(synonyms):
 
 
 IMAGENET_WNIDS, IMAGENET_SYNONYMS = _read_classes()  # "n01440764", "tench, Tinca tinca"
+MAX_ASPECT_RATIO = 20  # longer side / shorter side: beyond it the 224 x 224 centre crop keeps under 5%
+
 IMAGENET_CLASSES = _short_names(IMAGENET_SYNONYMS)  # "tench", ..., "crane (class 134)", ...
 
 

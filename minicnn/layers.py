@@ -39,7 +39,7 @@ class Layer:
 
     def zero_grad(self):
         for name, value in self.params.items():
-            self.grads[name] = np.zeros_like(value)
+            self.grads[name] = np.zeros(value.shape, value.dtype)   # untouched pages cost no memory
 
     def _accumulate(self, name, grad):
         self.grads[name] = self.grads.get(name, 0) + grad
@@ -72,15 +72,39 @@ class Layer:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
+class NoInit:
+    """Pass as `rng` when a file will replace every parameter: nothing is drawn, the weights start as
+    np.zeros, whose pages the operating system hands out only when they are first written."""
+
+
+# Elements drawn at a time: the float64 draws of a piece take 8 MiB, whatever the layer's size.
+_INIT_PIECE = 1 << 20
+
+
+def _drawn(draw, shape, dtype):
+    """An array of `shape` and `dtype` filled with draw(n) (float64), one piece of _INIT_PIECE at a time.
+
+    A Generator gives the same numbers drawn in pieces as in one call, so this equals
+    draw(prod(shape)).reshape(shape).astype(dtype) without the whole float64 temporary.
+    """
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _INIT_PIECE):
+        stop = min(start + _INIT_PIECE, flat.size)
+        flat[start:stop] = draw(stop - start)
+    return out
+
+
 def he_normal(rng, shape, fan_in, dtype):
     """He (Kaiming) init for layers followed by ReLU: N(0, 2 / fan_in)."""
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    scale = np.sqrt(2.0 / fan_in)
+    return _drawn(lambda n: rng.standard_normal(n) * scale, shape, dtype)
 
 
 def xavier_uniform(rng, shape, fan_in, fan_out, dtype):
     """Xavier (Glorot) init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+    return _drawn(lambda n: rng.uniform(-limit, limit, size=n), shape, dtype)
 
 
 def _check_bias(bias):
@@ -97,6 +121,8 @@ def _check_dtype(dtype):
 
 def _init_weight(init, rng, shape, fan_in, fan_out, dtype):
     check_choice(init, "init", ("he", "xavier"))
+    if isinstance(rng, NoInit):
+        return np.zeros(shape, dtype)
     if init == "he":
         return he_normal(rng, shape, fan_in, dtype)
     return xavier_uniform(rng, shape, fan_in, fan_out, dtype)
@@ -360,6 +386,28 @@ class Flatten(Layer):
 
     def backward(self, dy, rule="gradient", param_grads=True):
         return dy.reshape(self._recalled(dy))
+
+
+class Unflatten(Layer):
+    """(N, C*H*W) -> (N, C, H, W) in C-order: Flatten's inverse, so a decoder can turn a code vector
+    (after a Linear layer) into feature maps for its transposed convolutions."""
+
+    def __init__(self, shape):
+        super().__init__()
+        if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+            raise TypeError(f"shape must be a (C, H, W) tuple of ints, got {shape!r}")
+        self.shape = tuple(check_int_at_least(size, f"shape[{k}]", 1) for k, size in enumerate(shape))
+
+    def forward(self, x):
+        check_array(x, "x", ndim=2)
+        check_shape(x, "x", (None, int(np.prod(self.shape))))
+        return self._remember(x.shape, x.reshape((x.shape[0],) + self.shape))
+
+    def backward(self, dy, rule="gradient", param_grads=True):
+        return dy.reshape(self._recalled(dy))
+
+    def extra_repr(self):
+        return f"shape={self.shape}"
 
 
 class Dropout(Layer):

@@ -28,7 +28,13 @@ import numpy as np
 
 from . import ops
 from .checks import check_array, check_int_at_least
-from .shapes import check_geometry, check_geometry_1d, conv2d_output_shape, conv_output_size
+from .im2col import flip_kernel
+from .shapes import (
+    check_geometry,
+    check_geometry_1d,
+    conv2d_output_shape,
+    conv_output_size,
+)
 
 MAX_MATRIX_ENTRIES = 2**26  # 512 MB of float64: explicit matrices are for small examples only
 
@@ -46,14 +52,6 @@ def _check_matrix_size(rows, cols):
             f"the dense matrix would have shape ({rows}, {cols}) = {rows * cols} entries, more than "
             f"{MAX_MATRIX_ENTRIES}: explicit convolution matrices are for small examples"
         )
-
-
-def flip_kernel(w):
-    """The kernel of the transposed convolution as an ordinary one: w (F, C, kh, kw) -> (C, F, kh, kw).
-
-    Spatially flipped (rotated by 180 degrees) and with input / output channels swapped.
-    """
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
 def insert_zeros(a, stride):
@@ -231,6 +229,18 @@ def parity_classes(w, stride):
     check_array(w, "w", ndim=4)
     sh, sw = check_geometry(w.shape[2:], stride, 0, name="w's kernel size")[1]
     return {(rh, rw): w[:, :, rh::sh, rw::sw] for rh in range(sh) for rw in range(sw)}
+
+
+def taps_per_phase(kernel, stride, padding=0):
+    """How many filter weights an output pixel of a 1D transposed convolution sums, by its phase o mod s.
+
+    Output o meets the taps i = o + p (mod s) only (see _phase_plan): len(range((o + p) mod s, k, s)) of
+    them, away from the borders. Equal for every phase exactly when s divides k; kernel 3, stride 2 gives
+    (2, 1): even outputs sum two weights per input channel, odd ones one -- Odena et al.'s checkerboard.
+    The 2D counts of phase (a, b) are the product of the two axes' counts (np.outer).
+    """
+    k, s, p = check_geometry_1d(kernel, stride, padding)
+    return tuple(len(range((o + p) % s, k, s)) for o in range(s))
 
 
 def _phase_plan(c, n_in, k, s, p, n_out):

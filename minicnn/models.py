@@ -27,7 +27,10 @@ Our small models, for 64x64 RGB images of the shapes dataset (minicnn.data, 10 c
                     architecture class activation maps (CAM) need
     shapes_vgg()    conv-relu-conv-relu-maxpool blocks, then fully-connected layers: for
                     DeconvNet, dataset search, saliency, nearest neighbours and t-SNE
-    load_pretrained("shapes_cam")   the weights trained by minicnn/recipes/train_shapes.py, checksum verified
+    shapes_seg()    shapes_cam's convolutions, then transposed convolutions back to 64x64: a
+                    score for background and each class at every pixel (segmentation)
+    load_pretrained("shapes_cam")   the weights trained by minicnn/recipes/train_shapes.py (train_seg.py for
+                                    shapes_seg), checksum verified
 """
 import hashlib
 import json
@@ -39,9 +42,21 @@ from pathlib import Path
 import numpy as np
 
 from .checks import state_problems
-from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
-from .network import Network
 from .io import WeightFileError, keras_flatten_to_channels_first, load_weights
+from .layers import (
+    AdaptiveAvgPool2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    NoInit,
+    ReLU,
+    Unflatten,
+)
+from .network import Network
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
@@ -50,20 +65,6 @@ SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
 # ----------------------------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------------------------
-
-class _Zeros:
-    """Stands in for np.random.Generator when a file is about to overwrite every weight.
-
-    Drawing VGG16's 138 million random numbers takes seconds; "drawing" zeros is instant.
-    Only Conv2d and Linear are given this; Dropout always gets a real generator.
-    """
-
-    def standard_normal(self, shape):
-        return np.zeros(shape, dtype=np.float32)
-
-    def uniform(self, low, high, size):
-        return np.zeros(size, dtype=np.float32)
-
 
 def _vgg_features(channels, rng, prefix="features"):
     """torchvision's VGG `features`: 3x3 convs (padding 1) each followed by ReLU; "M" = 2x2 max-pool.
@@ -262,12 +263,14 @@ def is_keras_vgg16(state):
     return any(key.startswith("block1_conv1.") for key in state)
 
 
-def imagenet_model_from_state(name, state, source="state"):
+def imagenet_model_from_state(name, state, source="state", adopt=False):
     """Build `name` ("alexnet" or "vgg16") and copy `state` into it (float32).
 
     state: torchvision's names ("features.0.weight"), minicnn's ("features_0.weight") or, for VGG16,
     Keras' ("block1_conv1.weight"). The number of classes is read from the last layer's bias.
-    A state that does not fit raises one ValueError naming `source` and listing every problem.
+    No weights are drawn: the file replaces every one. adopt=True hands the arrays over instead of
+    copying them (Network.load_state_dict). A state that does not fit raises one ValueError naming
+    `source` and listing every problem.
     """
     _check_imagenet_name(name)
     if name == "vgg16" and is_keras_vgg16(state):
@@ -275,11 +278,11 @@ def imagenet_model_from_state(name, state, source="state"):
     state = minicnn_to_torchvision(torchvision_to_minicnn(state))   # whatever came in: torchvision's
     last_bias = state.get("classifier.6.bias")
     num_classes = last_bias.shape[0] if last_bias is not None and last_bias.ndim == 1 else 1000
-    net = Network(IMAGENET_LAYERS[name](num_classes, _Zeros(), np.random.default_rng()))
+    net = Network(IMAGENET_LAYERS[name](num_classes, NoInit(), np.random.default_rng()))
     problems = _layout_problems(net, state)
     if problems:
         raise ValueError(f"{source} does not hold {name} weights in torchvision's layout: " + " | ".join(problems))
-    return net.load_state_dict(torchvision_to_minicnn(state))
+    return net.load_state_dict(torchvision_to_minicnn(state), adopt=adopt)
 
 
 def weights_cache_dir():
@@ -310,7 +313,7 @@ def load_imagenet_model(name, weights_path=None):
     (unreadable) or ValueError (keys or shapes).
     """
     weights_path = imagenet_weights_file(name, weights_path)
-    return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path))
+    return imagenet_model_from_state(name, load_weights(weights_path), source=str(weights_path), adopt=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,7 +370,64 @@ def shapes_vgg(seed=None):
     return Network(layers)
 
 
-PRETRAINED = {"shapes_cam": shapes_cam, "shapes_vgg": shapes_vgg}
+SEGMENTATION_CLASSES = SHAPES_CLASSES + 1   # channel 0 background, channel 1 + k class k of the shapes data
+
+
+def shapes_seg(seed=None):
+    """A segmentation net for 64x64 shapes: (N, 3, 64, 64) -> (N, 11, 64, 64) per-pixel scores.
+
+    Channel 0 is the background (the distractor's pixels included), channel 1 + k the shapes class k
+    (minicnn.data.CLASS_NAMES[k]). The encoder is shapes_cam's, layer for layer and name for name
+    (conv1, relu1, pool1, conv2, relu2, pool2, conv3, relu3, conv4, relu4: 64 maps of 16x16, each unit
+    seeing 26x26 pixels), so its trained weights can start it; the decoder undoes the two poolings with
+    transposed convolutions of kernel 4, stride 2, padding 1 (each doubles the side exactly; a kernel
+    that is a multiple of the stride sums as many weights into every output pixel, so no checkerboard
+    is built in): up1 64 -> 32 channels at 32x32, relu5, up2 32 -> 11 at 64x64 (the scores).
+    98,955 parameters.
+
+    No skip connections: a Network is a chain, each layer reads only the output of the one before it,
+    so the decoder sees the encoder's 16x16 maps and nothing finer (the boundary's last pixels are the
+    decoder's guess). A U-Net's skip needs a layer with two inputs: a `Concatenate(source)` layer whose
+    forward joins its input with the output of the earlier layer `source` along the channels, and a
+    Network whose backward adds the gradient of that half into `source`'s output gradient before
+    going on (the network, not a layer, must do the routing, so that forward and backward between any
+    two cut points stay exact). That is a change to Network, not a new layer alone.
+    """
+    rng = np.random.default_rng(seed)
+    encoder = [(name, layer) for name, layer in shapes_cam(seed=rng).layers.items()
+               if name not in ("gap", "fc")]
+    return Network(encoder + [
+        ("up1", ConvTranspose2d(64, 32, 4, stride=2, padding=1, rng=rng)), ("relu5", ReLU()),
+        ("up2", ConvTranspose2d(32, SEGMENTATION_CLASSES, 4, stride=2, padding=1, init="xavier", rng=rng)),
+    ])
+
+
+def shapes_autoencoder(code_size=8, side=32, seed=None):
+    """An autoencoder of shape masks: (N, 1, side, side) mask -> a code of code_size numbers -> (N, 2, side, side)
+    scores (channel 0 outside the shape, 1 inside; per-pixel cross-entropy trains it).
+
+    encoder: conv1 3x3 1->8, relu1, pool1; conv2 3x3 8->16, relu2, pool2 (side / 4); flatten; code, a Linear
+    layer to code_size numbers (no ReLU: a code may be negative). decoder: expand, Linear back to
+    16 * (side / 4)^2, relu3, unflatten; up1 ConvTranspose2d 16->8 (kernel 4, stride 2), relu4; up2 8->2.
+    `net.forward(mask, upto="code")` encodes, `net.forward(code, after="code")` draws.
+    """
+    if side % 4:
+        raise ValueError(f"side must be a multiple of 4 (two 2x2 poolings, two 2x upsamplings), got {side}")
+    rng = np.random.default_rng(seed)
+    quarter = side // 4
+    return Network([
+        ("conv1", Conv2d(1, 8, 3, padding=1, rng=rng)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+        ("conv2", Conv2d(8, 16, 3, padding=1, rng=rng)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+        ("flatten", Flatten()), ("code", Linear(16 * quarter * quarter, code_size, init="xavier", rng=rng)),
+        ("expand", Linear(code_size, 16 * quarter * quarter, rng=rng)), ("relu3", ReLU()),
+        ("unflatten", Unflatten((16, quarter, quarter))),
+        ("up1", ConvTranspose2d(16, 8, 4, stride=2, padding=1, rng=rng)), ("relu4", ReLU()),
+        ("up2", ConvTranspose2d(8, 2, 4, stride=2, padding=1, init="xavier", rng=rng)),
+    ])
+
+
+PRETRAINED = {"shapes_cam": shapes_cam, "shapes_vgg": shapes_vgg, "shapes_seg": shapes_seg}
+TRAINED_BY = {"shapes_cam": "train_shapes", "shapes_vgg": "train_shapes", "shapes_seg": "train_seg"}  # recipes
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # A regular (not editable) `pip install` copies weights/ here (setup.cfg, [options.data_files]);
 # one path for an installation into an environment, one for `pip install --user`.
@@ -396,7 +456,7 @@ def sha256_of_file(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
-def _pretrained_paths(name, weights_dir):
+def pretrained_paths(name, weights_dir):
     """(weights file, model card): <dir>/<name>.npz and <dir>/<name>.json; a given .npz keeps its card beside it."""
     where = shipped_weights_dir() if weights_dir is None else Path(weights_dir)
     weights = where if where.suffix == ".npz" else where / f"{name}.npz"
@@ -417,16 +477,17 @@ def _expected_sha256(card_path, weights_path):
 
 
 def load_pretrained(name, weights_dir=None):
-    """A shapes model with the weights trained by minicnn/recipes/train_shapes.py, ready to use (eval mode).
+    """A shapes model with the weights trained by its recipe (TRAINED_BY: minicnn/recipes/train_shapes.py,
+    train_seg.py), ready to use (eval mode).
 
-    name: "shapes_cam" or "shapes_vgg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
+    name: "shapes_cam", "shapes_vgg" or "shapes_seg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
     another folder holding <name>.npz and its model card <name>.json, or the .npz file itself.
     The file's SHA-256 must equal the card's "sha256" field before anything is loaded.
     """
     if name not in PRETRAINED:
         raise ValueError(f"name must be one of {list(PRETRAINED)}, got {name!r}")
-    weights_path, card_path = _pretrained_paths(name, weights_dir)
-    retrain = "re-create it with `python -m minicnn.recipes.train_shapes` (or pass weights_dir=)"
+    weights_path, card_path = pretrained_paths(name, weights_dir)
+    retrain = f"re-create it with `python -m minicnn.recipes.{TRAINED_BY[name]}` (or pass weights_dir=)"
     for path in (weights_path, card_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {retrain}")
@@ -437,6 +498,6 @@ def load_pretrained(name, weights_dir=None):
             f"the file is corrupt, truncated or from another training run; {retrain}")
     state = load_weights(weights_path)
     try:
-        return PRETRAINED[name]().load_state_dict(state).eval()
+        return PRETRAINED[name]().load_state_dict(state, adopt=True).eval()
     except ValueError as error:
         raise WeightFileError(f"{weights_path}: {error}") from error

@@ -20,6 +20,9 @@ from .im2col import RELU_RULES
 from .layers import Conv2d, Layer
 from .ops import CONV_ALGORITHMS
 
+# Elements checked at a time when loading a state: the temporaries of a check stay this small.
+_CHECK_PIECE = 1 << 20
+
 
 class Network:
     """A sequence of (name, layer) pairs. `seed` re-draws every parameter from one generator."""
@@ -208,10 +211,15 @@ class Network:
         """A copy of every parameter, keyed "layer.weight" / "layer.bias" (PyTorch's convention)."""
         return {name: value.copy() for name, value in self.named_parameters().items()}
 
-    def load_state_dict(self, state, strict=True):
-        """Copy arrays from `state` (a dict "layer.weight" -> array) into the parameters, converted to the
-        network's dtype; a value that is not finite, before or after that conversion, is an error.
+    def load_state_dict(self, state, strict=True, adopt=False):
+        """Set the parameters from `state` (a dict "layer.weight" -> array), converted to the network's
+        dtype. A value that is not floating-point, or not finite before or after that conversion, is an
+        error; nothing changes unless every value passes.
 
+        Values are copied into the network's own arrays, so the caller's dict stays independent of it.
+        adopt=True hands the arrays over: a value that already is a C-contiguous, writable array of
+        the network's dtype becomes the parameter itself, without a copy, and the caller must not
+        use it afterwards (load_imagenet_model does this with the arrays it has just read).
         With strict=True, missing keys, unexpected keys and shape mismatches are all listed in one error.
         """
         if not isinstance(state, Mapping):
@@ -221,17 +229,45 @@ class Network:
         problems = state_problems({key: value.shape for key, value in own.items()}, state, strict)
         if problems:
             raise ValueError("state does not fit this network: " + " | ".join(problems))
-        converted = {key: self._converted(key, state[key], target.dtype) for key, target in own.items() if key in state}
-        for key, value in converted.items():  # only once every value has passed
-            own[key][...] = value
+        loaded = [key for key in own if key in state]
+        for key in loaded:
+            _check_loadable(key, state[key], own[key].dtype)
+        adopted = set()
+        for key in loaded:  # only once every value has passed
+            value, target = np.asarray(state[key]), own[key]
+            if adopt and id(value) not in adopted and _adoptable(value, target.dtype):
+                layer, _, param = key.rpartition(".")
+                self.layers[layer].params[param] = value
+                adopted.add(id(value))
+            else:
+                np.copyto(target, value, casting="same_kind")
         return self
 
-    @staticmethod
-    def _converted(key, value, dtype):
-        """A state value as `dtype`: floating-point and finite, before and after the conversion."""
-        value = np.asarray(value)
-        if not np.issubdtype(value.dtype, np.floating):
-            raise TypeError(f"{key} must hold floating-point values, got dtype {value.dtype}")
-        with np.errstate(over="ignore"):  # an overflow is reported just below, as an error
-            converted = check_finite(value, key).astype(dtype)
-        return check_finite(converted, f"{key} converted to {dtype}")
+
+def _pieces(value):
+    """Views of `value` (along its first axis) of about _CHECK_PIECE elements each, covering it once."""
+    if value.ndim == 0 or value.size <= _CHECK_PIECE:
+        return [value]
+    rows = max(1, _CHECK_PIECE // (value.size // value.shape[0]))
+    return [value[start:start + rows] for start in range(0, value.shape[0], rows)]
+
+
+def _check_loadable(key, value, dtype):
+    """A state value must be floating-point and finite, before and after conversion to `dtype`;
+    checked piece by piece, so that no whole-array temporary is made (the error counts them all)."""
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.floating):
+        raise TypeError(f"{key} must hold floating-point values, got dtype {value.dtype}")
+    for piece in _pieces(value):
+        if not np.all(np.isfinite(piece)):
+            check_finite(value, key)
+        if piece.dtype != dtype:
+            with np.errstate(over="ignore"):  # an overflow is reported, as an error
+                if not np.all(np.isfinite(piece.astype(dtype))):
+                    check_finite(value.astype(dtype), f"{key} converted to {dtype}")
+
+
+def _adoptable(value, dtype):
+    """Can `value` become a parameter of `dtype` as it is? C-contiguous, writable, exactly that dtype."""
+    return (isinstance(value, np.ndarray) and value.dtype == dtype and value.flags.c_contiguous
+            and value.flags.writeable)

@@ -204,9 +204,8 @@ def conv_transpose2d_backward(dx, y, w, stride=1, padding=0):
     db = dx summed over N, H, W. Returns (dy, dw, db); output_padding is read off dx's size.
     """
     check_nonempty(check_array(dx, "dx", ndim=4), "dx")
-    check_nonempty(check_array(y, "y", ndim=4), "y")
+    check_nonempty(check_array(y, "y", ndim=4, dtype_like=dx), "y")
     check_array(w, "w", ndim=4, dtype_like=dx)
-    check_array(y, "y", dtype_like=dx)
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
     output_padding = tuple(int(size + 2 * p - k) % s for size, k, s, p in zip(dx.shape[2:], kernel, stride, padding))
     *_, output_hw = check_conv_transpose_operands(y, w, None, stride, padding, output_padding)

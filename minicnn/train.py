@@ -8,7 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import ops
-from .checks import check_array, check_int_at_least, check_labels, check_number
+from .checks import check_array, check_choice, check_int_at_least, check_labels, check_number
 
 
 class SGD:
@@ -57,14 +57,21 @@ class Adam:
             param -= (self.lr * update).astype(param.dtype)
 
 
-def train_step(net, optimizer, images, labels):
-    """One mini-batch: forward, loss, backward, update. Returns (loss, number correct)."""
+# loss name -> (loss, its gradient with respect to the scores): one label per image (N,) or per pixel (N, H, W)
+LOSSES = {"cross_entropy": (ops.cross_entropy, ops.cross_entropy_backward),
+          "pixel_cross_entropy": (ops.pixel_cross_entropy, ops.pixel_cross_entropy_backward)}
+
+
+def train_step(net, optimizer, images, labels, loss="cross_entropy"):
+    """One mini-batch: forward, loss, backward, update. Returns (loss, number of labels predicted right):
+    images right for "cross_entropy", pixels right for "pixel_cross_entropy" (scores (N, K, H, W))."""
+    loss_function, loss_gradient = LOSSES[check_choice(loss, "loss", LOSSES)]
     net.zero_grad()
     scores = net.forward(images)
-    loss = ops.cross_entropy(scores, labels)
-    net.backward(ops.cross_entropy_backward(scores, labels))
+    value = loss_function(scores, labels)
+    net.backward(loss_gradient(scores, labels))
     optimizer.step()
-    return float(loss), int((scores.argmax(axis=1) == labels).sum())
+    return float(value), int((scores.argmax(axis=1) == labels).sum())
 
 
 def minibatches(images, labels, batch_size, rng=None):
@@ -75,19 +82,21 @@ def minibatches(images, labels, batch_size, rng=None):
         yield images[chosen], labels[chosen]
 
 
-def train_epoch(net, optimizer, batches, total=None, description="train", progress=True):
-    """Train on an iterable of (images, labels) batches; returns (mean loss, accuracy)."""
+def train_epoch(net, optimizer, batches, total=None, description="train", progress=True, loss="cross_entropy"):
+    """Train on an iterable of (images, labels) batches; returns (mean loss, accuracy). The accuracy counts
+    labels: images, or pixels with loss="pixel_cross_entropy"."""
     net.train()
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, labels_seen = 0.0, 0, 0, 0
     bar = tqdm(batches, total=total, desc=description, disable=not progress, leave=False)
     for images, labels in bar:
-        loss, right = train_step(net, optimizer, images, labels)
-        loss_sum += loss * len(labels)
+        value, right = train_step(net, optimizer, images, labels, loss)
+        loss_sum += value * len(labels)
         correct += right
         seen += len(labels)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        labels_seen += labels.size
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / labels_seen:.3f}")
     net.eval()
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    return loss_sum / max(seen, 1), correct / max(labels_seen, 1)
 
 
 def predict(net, images, batch_size=256):
@@ -99,6 +108,39 @@ def predict(net, images, batch_size=256):
 def accuracy(net, images, labels, batch_size=256):
     """Fraction of images whose highest score is their label."""
     return float((predict(net, images, batch_size).argmax(axis=1) == labels).mean())
+
+
+def confusion_matrix(predicted, target, num_classes):
+    """counts[t, p] = how many pixels (or images) of true class t were predicted as p; (K, K) int64.
+    predicted and target: integer arrays of one shape, values in [0, num_classes)."""
+    num_classes = check_int_at_least(num_classes, "num_classes", 1)
+    for name, values in (("predicted", predicted), ("target", target)):
+        check_labels(np.ravel(values), np.size(values), num_classes, name)
+    if np.shape(predicted) != np.shape(target):
+        raise ValueError(f"predicted and target must have one shape, got {np.shape(predicted)} and {np.shape(target)}")
+    pairs = np.ravel(target).astype(np.int64) * num_classes + np.ravel(predicted)
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_per_class(confusion):
+    """Intersection over union of every class from a confusion matrix: counts[k, k] / (row k + column k
+    - counts[k, k]); NaN for a class neither present nor predicted."""
+    confusion = np.asarray(confusion)
+    intersection = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - intersection
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, intersection / np.maximum(union, 1), np.nan)
+
+
+def segmentation_confusion(net, images, targets, num_classes, batch_size=64):
+    """The confusion matrix of a segmentation net's per-pixel argmax over images (N, C, H, W) against
+    targets (N, H, W), accumulated batch by batch (eval mode); mean IoU = np.nanmean(iou_per_class(...))."""
+    net.eval()
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for start in range(0, len(images), batch_size):
+        predicted = net.forward(images[start:start + batch_size]).argmax(axis=1)
+        confusion += confusion_matrix(predicted, targets[start:start + batch_size], num_classes)
+    return confusion
 
 
 def fit(net, optimizer, images, labels, epochs, batch_size=64, seed=0, progress=True):

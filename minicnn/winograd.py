@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .im2col import flip_kernel
+
 KERNEL_SIZE = 3
 POINTS = {  # tile outputs m: the alpha - 1 finite points of F(m, 3) (the last point is infinity)
     2: (0, 1, -1),
@@ -177,5 +179,4 @@ def conv_transpose2d(y, w, b=None, padding=1, m=4):
     """The transpose of conv2d (3x3, stride 1) with the forward weights w (F, C, 3, 3): y (N, F, Ho, Wo)
     -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), padding 0 to 2. At stride 1 it is an ordinary 3x3 conv of
     y with the flipped filter (channels swapped) and padding 2 - p, so Winograd computes it too."""
-    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, 3, 3): rotated by 180 degrees, channels swapped
-    return conv2d(y, flipped, b, KERNEL_SIZE - 1 - padding, m)
+    return conv2d(y, flip_kernel(w), b, KERNEL_SIZE - 1 - padding, m)

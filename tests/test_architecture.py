@@ -26,7 +26,7 @@ LEVELS = [
      ["models", "data", "imagenet", "io"]),
     ("methods: viz/, figures, the dataset index, evaluation", ["viz", "plot", "index", "evaluate"]),
     ("faces and tools: the tour, the CLI, the explorer, the recipes, minicnn.testing",
-     ["tour", "cli", "explore", "recipes", "testing", "__main__", "index.command"]),
+     ["tour", "cli", "explain", "user_input", "explore", "recipes", "testing", "__main__", "index.command"]),
 ]
 
 

@@ -4,8 +4,10 @@ import re
 import numpy as np
 import pytest
 
-from minicnn import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
-from strategies import numerical_gradient, relative_error, random_array
+from minicnn import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d, ReLU,
+                     Unflatten)
+from minicnn.testing import gradcheck
+from strategies import random_array
 
 LAYERS = {
     "conv": (lambda rng: Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0), rng=rng, dtype=np.float64), (2, 3, 7, 6)),
@@ -17,6 +19,7 @@ LAYERS = {
     "adaptive": (lambda rng: AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5)),
     "gap": (lambda rng: GlobalAvgPool2d(), (2, 3, 4, 5)),
     "flatten": (lambda rng: Flatten(), (2, 3, 2, 2)),
+    "unflatten": (lambda rng: Unflatten((3, 2, 2)), (2, 12)),
     "dropout": (lambda rng: Dropout(0.5, rng=rng), (2, 3, 4, 4)),
 }
 
@@ -41,12 +44,12 @@ def test_layer_gradients_match_finite_differences(name, training):
         # zeros), not off what the layer cached, so a forward and a backward that disagree are caught
         scale = y / x
         assert set(np.unique(scale)) <= ({1.0} if not training else {0.0, 2.0})
-        loss = lambda: np.vdot(x * scale, r)
+        loss = lambda _: np.vdot(x * scale, r)  # numerical_gradient perturbs x (and each parameter) in place
     else:
-        loss = lambda: np.vdot(layer.forward(x), r)
-    assert relative_error(dx, numerical_gradient(loss, x)) <= 1e-7
+        loss = lambda _: np.vdot(layer.forward(x), r)
+    gradcheck(loss, x, dx, rtol=1e-7)
     for key, param in layer.params.items():
-        assert relative_error(layer.grads[key], numerical_gradient(loss, param)) <= 1e-7
+        gradcheck(loss, param, layer.grads[key], rtol=1e-7)
 
 
 def test_parameter_gradients_accumulate_instead_of_being_overwritten():
@@ -180,3 +183,18 @@ def test_flatten_backward_does_not_reshape_a_dy_of_the_same_size():
 def test_switches_before_forward_is_an_error():
     with pytest.raises(RuntimeError, match=r"MaxPool2d.switches called before forward"):
         MaxPool2d(2).switches
+
+
+@pytest.mark.parametrize("init", ["he", "xavier"])
+def test_initialisation_drawn_in_pieces_equals_one_draw(monkeypatch, init):
+    """Weights are drawn a piece at a time (no whole float64 temporary); the numbers are those of one draw."""
+    import minicnn.layers
+    monkeypatch.setattr(minicnn.layers, "_INIT_PIECE", 7)
+    layer = Linear(9, 5, init=init, rng=np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    if init == "he":
+        want = rng.standard_normal((5, 9)) * np.sqrt(2.0 / 9)
+    else:
+        limit = np.sqrt(6.0 / (9 + 5))
+        want = rng.uniform(-limit, limit, size=(5, 9))
+    np.testing.assert_array_equal(layer.params["weight"], want.astype(np.float32))

@@ -14,7 +14,8 @@ from minicnn import im2col, matrix, ops
 from minicnn.layers import AvgPool2d, Conv2d, MaxPool2d, ReLU
 from minicnn.network import Network
 from minicnn.shapes import conv2d_output_shape, receptive_field, receptive_field_box
-from strategies import assert_close, random_array, seeds
+from minicnn.testing import assert_close
+from strategies import random_array, seeds
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -52,14 +53,14 @@ def test_every_form_of_the_transposed_convolution_is_the_same(geometry, seed):
     expected = ops.conv_transpose2d(y, w, None, stride, padding, output_padding)
     out_hw = expected.shape[2:]
 
-    assert_close(im2col_conv_transpose2d(y, w, stride, padding, out_hw), expected, np.float64)
+    assert_close(im2col_conv_transpose2d(y, w, stride, padding, out_hw), expected)
     for form in (matrix.matrix_conv_transpose2d, matrix.subpixel_conv_transpose2d,
                  matrix.polyphase_conv_transpose2d):
         got = form(y, w, None, stride, padding, output_padding)
         assert got.shape == expected.shape, form.__name__
-        assert_close(got, expected, np.float64)
+        assert_close(got, expected)
         with_bias = form(y, w, b, stride, padding, output_padding)
-        assert_close(with_bias, expected + b.reshape(1, -1, 1, 1), np.float64)
+        assert_close(with_bias, expected + b.reshape(1, -1, 1, 1))
 
 
 @SETTINGS
@@ -72,8 +73,8 @@ def test_explicit_matrix_is_conv2d_and_its_transpose_is_the_adjoint(geometry, se
     y = random_array(seed + 2, (1,) + y_shape[1:])
     W = matrix.conv2d_matrix(w, x.shape[1:], stride, padding)
 
-    assert_close(W @ x.ravel(), ops.conv2d(x, w, None, stride, padding).ravel(), np.float64)
-    assert_close(W.T @ y.ravel(), ops.conv2d_input_gradient(y, w, x.shape, stride, padding).ravel(), np.float64)
+    assert_close(W @ x.ravel(), ops.conv2d(x, w, None, stride, padding).ravel())
+    assert_close(W.T @ y.ravel(), ops.conv2d_input_gradient(y, w, x.shape, stride, padding).ravel())
     # <conv(x), y> == <x, conv^T(y)>, both sides through the explicit matrix
     np.testing.assert_allclose((W @ x.ravel()) @ y.ravel(), x.ravel() @ (W.T @ y.ravel()), rtol=1e-10)
     np.testing.assert_allclose(
@@ -138,7 +139,7 @@ def test_lecture_subpixel_shapes_4x4_to_9x9_to_6x6():
     assert z.shape == (1, 1, 9, 9)
     x = matrix.subpixel_conv_transpose2d(y, w, stride=2, padding=2)
     assert x.shape == (1, 1, 6, 6)
-    assert_close(x, ops.conv_transpose2d(y, w, stride=2, padding=2), np.float64)
+    assert_close(x, ops.conv_transpose2d(y, w, stride=2, padding=2))
     classes = matrix.parity_classes(w, 2)
     assert sorted(classes) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert all(part.shape == (1, 1, 2, 2) for part in classes.values())

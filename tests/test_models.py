@@ -27,6 +27,7 @@ from minicnn.imagenet import (
     resize_shorter_side, resized_shape, top5,
 )
 from minicnn.io import WeightFileError, save_weights
+from minicnn.layers import NoInit
 
 try:
     import torch
@@ -292,12 +293,12 @@ def test_keras_vgg16_names_and_channels_last_fc1_are_converted():
 
 
 def test_layer_names_follow_torchvision_indices():
-    net = models.Network(models.IMAGENET_LAYERS["alexnet"](1000, models._Zeros(), np.random.default_rng(0)))
+    net = models.Network(models.IMAGENET_LAYERS["alexnet"](1000, NoInit(), np.random.default_rng(0)))
     keys = list(models.minicnn_to_torchvision(net.state_dict()))
     assert keys == [f"{part}.{i}.{p}" for part, indices in (("features", (0, 3, 6, 8, 10)), ("classifier", (1, 4, 6)))
                     for i in indices for p in ("weight", "bias")]
     assert models.torchvision_to_minicnn({"module.features.0.weight": 1}) == {"features_0.weight": 1}
-    vgg_features = models.Network(models._vgg_features(models.VGG16_CHANNELS, models._Zeros()))  # no classifier: cheap
+    vgg_features = models.Network(models._vgg_features(models.VGG16_CHANNELS, NoInit()))  # no classifier: cheap
     pools = [name for name in vgg_features.names if isinstance(vgg_features[name], models.MaxPool2d)]
     assert pools == ["features_4", "features_9", "features_16", "features_23", "features_30"]
     assert all(isinstance(vgg_features[models.VGG16_LAYERS[f"conv{b}_1"]], models.ReLU) for b in range(1, 6))

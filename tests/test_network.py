@@ -208,3 +208,54 @@ def test_an_input_of_another_dtype_than_the_network_is_refused_by_name():
     assert net.dtype == np.float32 and Network([("relu", ReLU())]).dtype is None
     with pytest.raises(TypeError, match=r"x has dtype float64 but the network's parameters are float32"):
         net.forward(random_array(0, (1, 3, 8, 8)))
+
+
+def test_a_loaded_network_shares_no_memory_with_the_callers_state():
+    net, state = small_net(seed=1, dtype=np.float32), small_net(seed=2, dtype=np.float32).state_dict()
+    net.load_state_dict(state)
+    params = net.named_parameters()
+    assert not any(np.shares_memory(params[key], state[key]) for key in state)
+    before = net.state_dict()
+    for value in state.values():
+        value += 1.0          # the caller changes its dict afterwards: the network does not change
+    for key, value in net.named_parameters().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_adopt_hands_matching_arrays_over_without_a_copy():
+    net = small_net(seed=1, dtype=np.float32)
+    state = small_net(seed=2, dtype=np.float32).state_dict()
+    state["fc.bias"] = state["fc.bias"].astype(np.float64)            # another dtype: copied
+    state["fc.weight"] = np.asfortranarray(state["fc.weight"])         # not C-contiguous: copied
+    net.load_state_dict(state, adopt=True)
+    params = net.named_parameters()
+    for key in state:
+        assert (params[key] is state[key]) == (key not in ("fc.bias", "fc.weight")), key
+        np.testing.assert_array_equal(params[key], state[key].astype(np.float32))
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+@pytest.mark.parametrize("bad", ["nan", "overflows float32", "wrong shape", "integers"])
+def test_a_refused_state_leaves_the_network_unchanged(monkeypatch, adopt, bad):
+    """Checked piece by piece (pieces of 7 elements here), refused before any parameter changes."""
+    import minicnn.network
+    monkeypatch.setattr(minicnn.network, "_CHECK_PIECE", 7)
+    net = small_net(seed=1, dtype=np.float32)
+    before = net.state_dict()
+    state = {key: value.astype(np.float64) for key, value in small_net(seed=2).state_dict().items()}
+    message = {"nan": r"fc\.weight must hold finite values, got 1 NaN or inf of 120",
+               "overflows float32": r"fc\.weight converted to float32 must hold finite values, got 1 NaN or inf",
+               "wrong shape": r"fc\.weight: file \(5, 23\) vs network \(5, 24\)",
+               "integers": r"fc\.weight must hold floating-point values, got dtype int64"}[bad]
+    if bad == "nan":
+        state["fc.weight"][4, 23] = np.nan              # in the last piece
+    elif bad == "overflows float32":
+        state["fc.weight"][4, 23] = 1e300
+    elif bad == "wrong shape":
+        state["fc.weight"] = state["fc.weight"][:, :23]
+    else:
+        state["fc.weight"] = np.ones((5, 24), dtype=np.int64)
+    with pytest.raises((ValueError, TypeError), match=message):
+        net.load_state_dict(state, adopt=adopt)
+    for key, value in net.named_parameters().items():
+        np.testing.assert_array_equal(value, before[key])

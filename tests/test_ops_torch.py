@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minicnn import ops
-from strategies import assert_close, conv_geometry, dtypes, pool_geometry, random_array, seeds
+from minicnn.testing import assert_close, conv_geometry, pool_geometry
+from strategies import dtypes, random_array, seeds
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -26,14 +27,14 @@ def test_conv2d_forward_and_backward_equal_torch(geometry, dtype, seed):
     ty = F.conv2d(tx, tw, tb, stride=stride, padding=padding)
     y = ops.conv2d(x, w, b, stride, padding)
     assert y.dtype == dtype
-    assert_close(y, ty.detach().numpy(), dtype)
+    assert_close(y, ty.detach().numpy())
 
     dy = random_array(seed + 3, y.shape, dtype)
     ty.backward(tensor(dy))
     dx, dw, db = ops.conv2d_backward(dy, x, w, stride, padding)
-    assert_close(dx, tx.grad.numpy(), dtype)
-    assert_close(dw, tw.grad.numpy(), dtype)
-    assert_close(db, tb.grad.numpy(), dtype)
+    assert_close(dx, tx.grad.numpy())
+    assert_close(dw, tw.grad.numpy())
+    assert_close(db, tb.grad.numpy())
 
 
 @SETTINGS
@@ -56,11 +57,11 @@ def test_conv_transpose2d_equals_torch_with_output_padding(geometry, data, dtype
     tx = F.conv_transpose2d(ty, tw, tb, stride=stride, padding=padding, output_padding=output_padding)
     x = ops.conv_transpose2d(y, w, b, stride, padding, output_padding)
     assert x.shape == tuple(tx.shape)
-    assert_close(x, tx.detach().numpy(), dtype)
+    assert_close(x, tx.detach().numpy())
     # its backward with respect to y is the forward convolution
     dx = random_array(seed + 3, x.shape, dtype)
     tx.backward(tensor(dx))
-    assert_close(ops.conv2d(dx, w, None, stride, padding), ty.grad.numpy(), dtype)
+    assert_close(ops.conv2d(dx, w, None, stride, padding), ty.grad.numpy())
 
 
 @SETTINGS
@@ -77,7 +78,7 @@ def test_max_pool2d_values_switches_and_unpool_equal_torch(geometry, dtype, seed
 
     dy = random_array(seed + 1, y.shape, dtype)
     ty.backward(tensor(dy))
-    assert_close(ops.max_unpool2d(dy, switches, x_shape[2:]), tx.grad.numpy(), dtype)
+    assert_close(ops.max_unpool2d(dy, switches, x_shape[2:]), tx.grad.numpy())
 
 
 @SETTINGS
@@ -99,10 +100,10 @@ def test_avg_pool2d_forward_and_backward_equal_torch(geometry, dtype, seed):
     tx = tensor(x, True)
     ty = F.avg_pool2d(tx, kernel, stride, padding)
     y = ops.avg_pool2d(x, kernel, stride, padding)
-    assert_close(y, ty.detach().numpy(), dtype)
+    assert_close(y, ty.detach().numpy())
     dy = random_array(seed + 1, y.shape, dtype)
     ty.backward(tensor(dy))
-    assert_close(ops.avg_pool2d_backward(dy, x_shape, kernel, stride, padding), tx.grad.numpy(), dtype)
+    assert_close(ops.avg_pool2d_backward(dy, x_shape, kernel, stride, padding), tx.grad.numpy())
 
 
 @SETTINGS
@@ -111,10 +112,10 @@ def test_global_avg_pool2d_equals_torch(n, c, h, w, dtype, seed):
     x = random_array(seed, (n, c, h, w), dtype)
     tx = tensor(x, True)
     ty = F.adaptive_avg_pool2d(tx, 1).reshape(n, c)
-    assert_close(ops.global_avg_pool2d(x), ty.detach().numpy(), dtype)
+    assert_close(ops.global_avg_pool2d(x), ty.detach().numpy())
     dy = random_array(seed + 1, (n, c), dtype)
     ty.backward(tensor(dy))
-    assert_close(ops.global_avg_pool2d_backward(dy, x.shape), tx.grad.numpy(), dtype)
+    assert_close(ops.global_avg_pool2d_backward(dy, x.shape), tx.grad.numpy())
 
 
 @SETTINGS
@@ -124,13 +125,13 @@ def test_linear_forward_and_backward_equal_torch(n, fan_in, fan_out, dtype, seed
     b = random_array(seed + 2, (fan_out,), dtype)
     tx, tw, tb = tensor(x, True), tensor(w, True), tensor(b, True)
     ty = F.linear(tx, tw, tb)
-    assert_close(ops.linear(x, w, b), ty.detach().numpy(), dtype)
+    assert_close(ops.linear(x, w, b), ty.detach().numpy())
     dy = random_array(seed + 3, (n, fan_out), dtype)
     ty.backward(tensor(dy))
     dx, dw, db = ops.linear_backward(dy, x, w)
-    assert_close(dx, tx.grad.numpy(), dtype)
-    assert_close(dw, tw.grad.numpy(), dtype)
-    assert_close(db, tb.grad.numpy(), dtype)
+    assert_close(dx, tx.grad.numpy())
+    assert_close(dw, tw.grad.numpy())
+    assert_close(db, tb.grad.numpy())
 
 
 @SETTINGS
@@ -152,17 +153,17 @@ def test_log_softmax_softmax_and_cross_entropy_equal_torch(n, k, dtype, seed, sc
     labels = np.random.default_rng(seed).integers(0, k, size=n)
     tz = tensor(logits, True)
     t_log_p = F.log_softmax(tz, dim=1)
-    assert_close(ops.log_softmax(logits), t_log_p.detach().numpy(), dtype)
-    assert_close(ops.softmax(logits), F.softmax(tensor(logits), dim=1).numpy(), dtype)
+    assert_close(ops.log_softmax(logits), t_log_p.detach().numpy())
+    assert_close(ops.softmax(logits), F.softmax(tensor(logits), dim=1).numpy())
     dy = random_array(seed + 1, (n, k), dtype)
     t_log_p.backward(tensor(dy))
-    assert_close(ops.log_softmax_backward(dy, logits), tz.grad.numpy(), dtype)
+    assert_close(ops.log_softmax_backward(dy, logits), tz.grad.numpy())
 
     tz = tensor(logits, True)
     t_loss = F.cross_entropy(tz, torch.tensor(labels))
     t_loss.backward()
-    assert_close(ops.cross_entropy(logits, labels), t_loss.item(), dtype)
-    assert_close(ops.cross_entropy_backward(logits, labels), tz.grad.numpy(), dtype)
+    assert_close(ops.cross_entropy(logits, labels), t_loss.item())
+    assert_close(ops.cross_entropy_backward(logits, labels), tz.grad.numpy())
 
 
 def test_log_softmax_is_stable_for_huge_logits():
@@ -179,10 +180,10 @@ def test_adaptive_avg_pool2d_equals_torch(n, c, h, w, oh, ow, dtype, seed):
     x = random_array(seed, (n, c, h, w), dtype)
     tx = tensor(x, True)
     ty = F.adaptive_avg_pool2d(tx, (oh, ow))
-    assert_close(ops.adaptive_avg_pool2d(x, (oh, ow)), ty.detach().numpy(), dtype)
+    assert_close(ops.adaptive_avg_pool2d(x, (oh, ow)), ty.detach().numpy())
     dy = random_array(seed + 1, ty.shape, dtype)
     ty.backward(tensor(dy))
-    assert_close(ops.adaptive_avg_pool2d_backward(dy, x.shape), tx.grad.numpy(), dtype)
+    assert_close(ops.adaptive_avg_pool2d_backward(dy, x.shape), tx.grad.numpy())
 
 
 @st.composite

@@ -77,3 +77,26 @@ def test_with_no_shipped_weights_anywhere_the_error_names_the_checkout_folder(tm
     assert models.shipped_weights_dir() == tmp_path / "weights"
     with pytest.raises(FileNotFoundError, match=r"weights/shapes_cam\.npz not found: re-create it"):
         load_pretrained("shapes_cam")
+
+
+# ----------------------------------------------------------------------------------------------
+# shapes_seg: per-pixel classes
+
+
+def test_shapes_seg_mean_iou_on_fresh_images_is_within_one_point_of_its_card(fresh_images):
+    """Mean IoU over the 11 classes (background + 10 shapes) on 500 fresh images, against the card's
+    number on its 5,000 test images: the same model on other images of the same generator."""
+    import json
+
+    from minicnn.models import SEGMENTATION_CLASSES, shipped_weights_dir
+    from minicnn.recipes.train_seg import pixel_targets
+    from minicnn.train import iou_per_class, segmentation_confusion
+
+    card_path = shipped_weights_dir() / "shapes_seg.json"
+    if not card_path.is_file():
+        pytest.skip("shapes_seg weights are not shipped")
+    card = json.loads(card_path.read_text())
+    net = load_pretrained("shapes_seg")
+    confusion = segmentation_confusion(net, fresh_images.images, pixel_targets(fresh_images), SEGMENTATION_CLASSES)
+    mean_iou = float(np.nanmean(iou_per_class(confusion)))
+    assert abs(mean_iou - card["test_mean_iou"]) <= 0.01, (mean_iou, card["test_mean_iou"])

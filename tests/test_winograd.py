@@ -11,7 +11,8 @@ from minicnn import kernels, ops, winograd
 from minicnn.im2col import conv2d as im2col_conv2d
 from minicnn.layers import Conv2d
 from minicnn.network import Network
-from strategies import relative_error, seeds
+from minicnn.testing import relative_error
+from strategies import seeds
 
 MANY = settings(max_examples=40, deadline=None)
 FEW = settings(max_examples=15, deadline=None)

@@ -12,6 +12,7 @@ Errors are {"error": message, "valid": [names...] or null} with a 4xx status.
 import base64
 import contextlib
 import io
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,7 @@ def create_app(explorer):
     saved_maps = {}
 
     def remember_map(heat):
-        key = f"m{len(saved_maps)}-{np.random.default_rng().integers(1 << 30)}"
+        key = uuid.uuid4().hex[:12]
         saved_maps[key] = heat
         while len(saved_maps) > 64:
             saved_maps.pop(next(iter(saved_maps)))
@@ -229,8 +230,8 @@ def create_app(explorer):
         layer, channel = unit_path(request)
         hits = await run_in_threadpool(explorer.unit, layer, channel)
         job = explorer.dissection(layer)
-        source = (f"the index" if explorer.index is not None else
-                  f"top_patches over {len(explorer.dataset.inputs)} images ({explorer.dataset.description})")
+        source = (explorer.dataset.description if explorer.index is not None else
+                  f"top_patches over {len(explorer.dataset.names)} images ({explorer.dataset.description})")
         return JSONResponse({"layer": layer, "channel": channel, "source": source,
                              "patches": [patch_json(layer, channel, rank, hit) for rank, hit in enumerate(hits)],
                              "dissection": dissection_json(job, channel)})

@@ -11,6 +11,9 @@ class, and every channel of one layer. Three measurements, each over --seconds a
     browser    headless Chromium with its fake camera: the page's own loop (grab, PNG, POST, draw);
                the frames counted over the interval, and the rate the page shows
 
+and, with --units, the unit view: the seconds from asking for a unit to having its 9 patch and 9
+DeconvNet pictures (channels 1-7 of three layers, each layer indexed first by a request for channel 0).
+
 Prints one line per measurement. On a shared machine the numbers move with the other work running.
 """
 import argparse
@@ -85,6 +88,26 @@ def browser_rate(url, method, layer, seconds):
     return counted, shown
 
 
+def unit_seconds(url, layers, channels=range(1, 8)):
+    """{layer: (seconds of the first request (the search), [seconds per unit and its 18 pictures])}."""
+    import httpx
+
+    timings = {}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for layer in layers:
+            start = time.perf_counter()
+            client.get(f"/api/units/{layer}/0").raise_for_status()
+            first, each = time.perf_counter() - start, []
+            for channel in channels:
+                start = time.perf_counter()
+                for patch in client.get(f"/api/units/{layer}/{channel}").json()["patches"]:
+                    client.get(patch["patch_png"]).raise_for_status()
+                    client.get(patch["deconv_png"]).raise_for_status()
+                each.append(time.perf_counter() - start)
+            timings[layer] = (first, each)
+    return timings
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minicnn.explore.camera_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="shapes_vgg", help="as for `minicnn explore --model` (default: %(default)s)")
@@ -92,13 +115,14 @@ def main(argv=None):
     parser.add_argument("--layer", default="conv1_1", help="the layer whose channels are sent (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement (default: %(default)s)")
     parser.add_argument("--skip-browser", action="store_true", help="only the compute and http measurements")
+    parser.add_argument("--units", action="store_true", help="also time the unit view (500 shapes images)")
     args = parser.parse_args(argv)
 
     from .app import create_app
     from .screenshots import serve_in_thread
     from .server import build_explorer
 
-    explorer = build_explorer(args.model, dataset_size=20)
+    explorer = build_explorer(args.model, dataset_size=500 if args.units else 20)
     png = frame_png(explorer)
     what = f"{args.model}, top-5 + {args.method} + {args.layer} {explorer.layer_shapes[args.layer]}"
     print(f"compute  {compute_rate(explorer, png, args.method, args.layer, args.seconds):7.1f} frames/s ({what})",
@@ -110,6 +134,12 @@ def main(argv=None):
             counted, shown = browser_rate(url, args.method, args.layer, args.seconds)
             print(f"browser  {counted:7.1f} frames/s counted, the page shows {shown:.1f} frames/s "
                   "(headless Chromium, fake camera)", flush=True)
+        if args.units:
+            from ..tour.subject import search_layers
+
+            for layer, (first, each) in unit_seconds(url, search_layers(explorer.net)).items():
+                print(f"unit     {layer}: first request (the search) {first:.2f} s, then a unit with its 18 "
+                      f"pictures: median {np.median(each):.2f} s, max {max(each):.2f} s", flush=True)
     explorer.close()
     return 0
 

@@ -4,7 +4,8 @@
 
 starts the explorer on 127.0.0.1 (a free port, in a thread), drives the page with selenium and writes
 one PNG per view to the folder: 1_input.png, 2_predict.png, 3_layers.png, 4_unit.png, 5_numbers.png,
-6_camera.png (Chromium's fake camera). The folder is not committed; docs/explore.md shows these files.
+5_field.png (the clicked value's receptive field on the input), 6_camera.png (Chromium's fake camera).
+The folder is not committed; docs/explore.md lists these files.
 
 `serve_in_thread` and `chromium` are also what tests/explore/test_explore_browser.py uses.
 Needs the `explore` extra, selenium, and Debian's chromium + chromium-driver.
@@ -135,6 +136,8 @@ def take_screenshots(url, out, unit_layer="relu3_2", conv_layer="conv1_1"):
         wait_until(driver, "document.querySelectorAll('#stamping table').length > 0")
         paths.append(out / "5_numbers.png")
         shoot(driver, "numbers-view", paths[-1])
+        paths.append(out / "5_field.png")
+        shoot(driver, "input-view", paths[-1])
         driver.find_element(By.ID, "camera-start").click()
         wait_until(driver, "Number(document.body.dataset.frames || 0) > 20", timeout=120)
         paths.append(out / "6_camera.png")

@@ -46,7 +46,7 @@ def add_command(commands):
 
 def check_installed():
     """Starlette, uvicorn and python-multipart, or a UserError naming the extra to install."""
-    from ..cli import UserError
+    from ..user_input import UserError
 
     for module in ("starlette", "uvicorn", "multipart"):
         try:
@@ -61,33 +61,32 @@ def check_installed():
 
 def load_model(name, weights=None):
     """(net, cam_net or None, class names, mode) for --model/--weights, with the CLI's loading and errors."""
-    from .. import cli, models
+    from .. import models, user_input
     from ..data import CLASS_NAMES
 
     if name in ("alexnet", "vgg16"):
         from ..imagenet import class_names_for
 
-        net, mode = cli.load_imagenet_model(name, weights)
+        net, mode = user_input.imagenet_model_and_mode(name, weights)
         return net, None, class_names_for(net[net.names[-1]].params["bias"].shape[0]), mode
     if weights is None or Path(weights).is_dir():
-        net = cli.pretrained(name, weights)
+        net = user_input.pretrained(name, weights)
         try:
-            cam_net = net if name == "shapes_cam" else cli.pretrained("shapes_cam", weights)
-        except cli.UserError:
+            cam_net = net if name == "shapes_cam" else user_input.pretrained("shapes_cam", weights)
+        except user_input.UserError:
             cam_net = None  # shapes_vgg alone: CAM is left out, Grad-CAM stays
         return net, cam_net, CLASS_NAMES, "shapes"
     build = models.shapes_cam if name == "shapes_cam" else models.shapes_vgg
     try:
-        net = build().load_state_dict(cli.read_weight_file(weights)).eval()
+        net = build().load_state_dict(user_input.read_weight_file(weights)).eval()
     except (ValueError, TypeError) as error:
-        raise cli.UserError(f"{weights} does not hold {name} weights: {error}") from None
+        raise user_input.UserError(f"{weights} does not hold {name} weights: {error}") from None
     return net, (net if name == "shapes_cam" else None), CLASS_NAMES, "shapes"
 
 
 def shapes_dataset(n=SHAPES_DATASET_SIZE):
     """n fresh held-out shapes images (the tour's seed and distractor rate) as a Dataset with concept masks."""
-    from ..data import CLASS_NAMES, make_shapes
-    from ..data import HELD_OUT_SEED
+    from ..data import CLASS_NAMES, HELD_OUT_SEED, make_shapes
     from ..tour.subject import DISTRACTOR_PROBABILITY
     from .state import Dataset
 
@@ -99,7 +98,7 @@ def shapes_dataset(n=SHAPES_DATASET_SIZE):
 
 def folder_dataset(folder, explorer_input):
     """Every PNG/JPEG/... image of a folder, made into network inputs by explorer_input(image, path)."""
-    from ..cli import UserError, read_image
+    from ..user_input import UserError, read_image
     from .state import IMAGE_SUFFIXES, Dataset
 
     folder = Path(folder)
@@ -118,16 +117,27 @@ def folder_dataset(folder, explorer_input):
                    f"{len(paths)} images of {folder}")
 
 
-def load_index(folder):
-    """minicnn.index.load_index(folder), or a UserError when that module is not installed."""
-    from ..cli import UserError
+def load_index(folder, name, net):
+    """minicnn.index.load_index(folder), checked to be an index of this network (name and weights), or a
+    UserError saying what is wrong (also when minicnn.index is not installed)."""
+    from ..user_input import UserError
 
     try:
         from ..index import load_index as load
+        from ..index.model import weights_sha256
     except ImportError:
         raise UserError("--index needs minicnn.index (the dataset index), which this installation does not have; "
                         "use --images DIR to index a folder on the spot") from None
-    return load(folder)
+    try:
+        index = load(folder)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"--index {folder}: {error}") from None
+    indexed = index.model["name"]
+    if indexed != name or index.model["weights_sha256"] != weights_sha256(net):
+        which = "other weights" if indexed == name else indexed
+        raise UserError(f"--index {folder} indexes {which}, not the {name} being explored: pass --model {indexed} "
+                        "(and its --weights), or index this model with `minicnn index`")
+    return index
 
 
 def build_explorer(model="shapes_vgg", weights=None, images=None, index=None, dataset_size=SHAPES_DATASET_SIZE):
@@ -135,11 +145,11 @@ def build_explorer(model="shapes_vgg", weights=None, images=None, index=None, da
     from .state import Explorer
 
     net, cam_net, class_names, mode = load_model(model, weights)
+    if index is not None:
+        return Explorer(model, net, cam_net, class_names, mode, index=load_index(index, model, net))
     explorer = Explorer(model, net, cam_net, class_names, mode)
     if images is not None:
         explorer.dataset = folder_dataset(images, explorer.network_input)
-    elif index is not None:
-        explorer.index = load_index(index)
     elif mode == "shapes":
         explorer.dataset = shapes_dataset(dataset_size)
     return explorer
@@ -157,7 +167,7 @@ def free_port(host):
 
 
 def check_port(host, port):
-    from ..cli import UserError
+    from ..user_input import UserError
 
     with socket.socket() as probe:
         try:
@@ -183,6 +193,8 @@ def run(args):
               file=sys.stderr)
     print(f"minicnn explore: {explorer.name} at {url} (Ctrl-C stops it)", flush=True)
     if not args.no_browser:
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+        opener = threading.Timer(1.0, webbrowser.open, args=(url,))
+        opener.daemon = True
+        opener.start()
     uvicorn.run(create_app(explorer), host=args.host, port=port, log_level="warning")
     print("minicnn explore: stopped", file=sys.stderr)

@@ -1,19 +1,20 @@
 """What the explorer computes, with no web framework in sight: an Explorer holds one model, its dataset
 and the images the pages sent, and answers each question of the page with plain Python values.
 
-    explorer = Explorer.for_model("shapes_vgg", net, cam_net, dataset)
-    image = explorer.add_image(path_or_bytes)          # an Image: the network input, shown RGB, notes
+    explorer = Explorer("shapes_vgg", net, cam_net, CLASS_NAMES, "shapes", dataset)   # or server.build_explorer
+    image = explorer.add_image(png_bytes, "cat.png")   # an Image: the network input, shown RGB, notes
     explorer.predict(image)                            # the top-5, as `minicnn explain` prints it
     explorer.attribution(image, target, "gradcam")     # a map: the same function `minicnn explain` calls
     explorer.activations(image, "relu1_1")             # (K, h, w) every channel of one layer
-    explorer.unit("relu3_2", 5)                        # top-9 patches over the dataset, DeconvNet, dissection
+    explorer.unit("relu3_2", 5)                        # its top-9 patches over the dataset (viz.search.Patch)
     explorer.dot_product(image, "conv1_1", f, i, j)    # w . x + b with every term
-    explorer.start_job(...)                            # occlusion, gradient ascent, dissection: off the request
+    explorer.start_ascent("relu3_2", 5)                # a Job: long work off the request, with progress
 
 The network keeps what its last forward pass needs for backward, so two requests must not run one
-network at once: interactive questions (milliseconds on the shapes models) take turns on `net` under
-one lock; long work runs on a twin network that shares the same weight arrays, under its own lock, in
-one worker thread, so an occlusion never stalls the camera.
+network at once. Three twins share the same weight arrays, each under its own lock: `net` for the
+interactive questions (milliseconds on the shapes models), `unit_net` for the dataset search and the
+DeconvNet of the unit view, `worker_net` for long work in one worker thread (occlusion, gradient
+ascent, dissection). So an occlusion never stalls the camera, and a dissection never stalls a unit.
 
 Errors a user can cause (an unknown layer, channel or class, an image that is not one) raise
 ExplorerError with an HTTP status and, where it helps, the valid names.
@@ -30,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import cli
+from .. import explain, user_input
 from ..layers import Conv2d, ReLU
 from . import numbers
 
@@ -62,14 +63,41 @@ class Image(NamedTuple):
 
 
 class Dataset(NamedTuple):
-    """Images to search for a unit's top patches: inputs (N, 3, H, W), displays (N, 3, H, W) RGB,
-    names (N,), description, and the ShapesBatch when the images come with concept masks (dissection)."""
+    """Images held in memory, searched on the spot for a unit's top patches: inputs (N, 3, H, W),
+    displays (N, 3, H, W) RGB, names (N,), description, and the ShapesBatch when the images come with
+    concept masks (dissection)."""
 
     inputs: np.ndarray
     displays: np.ndarray
     names: tuple
     description: str
     shapes_batch: object = None
+
+    def input(self, n):
+        """(1, 3, H, W): image n as it goes into the network."""
+        return self.inputs[n:n + 1]
+
+    def display(self, n):
+        """(3, H, W) RGB in [0, 1]: image n as the network sees it."""
+        return self.displays[n]
+
+
+class IndexedDataset:
+    """The images of a minicnn.index index, read from its source when asked for (the same interface as
+    Dataset; the unit view reads the index's top hits instead of searching)."""
+
+    shapes_batch = None
+
+    def __init__(self, index):
+        self.index = index
+        self.names = tuple(index.name_of(n) for n in range(index.num_images))
+        self.description = f"the index at {index.folder} ({index.num_images} images)"
+
+    def input(self, n):
+        return self.index.network_input(n)[None]
+
+    def display(self, n):
+        return self.index.display(n)
 
 
 def twin(net):
@@ -110,21 +138,22 @@ class Explorer:
     name: "shapes_vgg", "shapes_cam", "alexnet" or "vgg16"; net: the network predicted with; cam_net:
     a GAP + linear network for CAM (shapes_cam; shapes_vgg borrows it as `minicnn explain` does) or None;
     mode: "shapes" (64 x 64 inputs in [0, 1]) or ImageNet preprocessing "torch" / "caffe";
-    dataset: a Dataset, or None; index: an object with .top(layer, channel) (minicnn.index), or None.
+    dataset: a Dataset, or None; index: a minicnn.index Index of this network (then dataset is its
+    images), or None.
     """
 
     def __init__(self, name, net, cam_net, class_names, mode, dataset=None, index=None):
         self.name, self.class_names, self.mode = name, tuple(class_names), mode
         self.net, self.cam_net = net.eval(), cam_net
         self.lock = threading.Lock()          # for net and cam_net (interactive, milliseconds)
-        self.worker_net = twin(net)            # for long work and the dataset search
-        self.worker_cam_net = None if cam_net is None else (self.worker_net if cam_net is net else twin(cam_net))
-        self.worker_lock = threading.Lock()
+        self.unit_net, self.unit_lock = twin(net), threading.Lock()        # the dataset search, DeconvNet
+        self.worker_net, self.worker_lock = twin(net), threading.Lock()    # long work in the worker thread
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minicnn-explore-job")
-        self.dataset, self.index = dataset, index
+        self.index = index
+        self.dataset = IndexedDataset(index) if index is not None else dataset
         self.images = OrderedDict()
         self.images_lock = threading.Lock()
-        self.jobs = {}
+        self.jobs, self.jobs_lock = {}, threading.Lock()
         self.searches = {}      # layer -> {channel: [Patch]}
         self.dissections = {}   # layer -> Job
         self.counter = itertools.count()
@@ -134,7 +163,7 @@ class Explorer:
             outputs = self.net.activations(np.zeros((1, 3, side, side), self.net.dtype), self.net.names)
         self.layer_shapes = {name: tuple(outputs[name].shape[1:]) for name in self.net.names}
         self.spatial = [name for name in self.net.names if len(self.layer_shapes[name]) == 3]
-        self.methods = [m for m in cli.METHODS if m != "cam" or cam_net is not None]
+        self.methods = [m for m in explain.METHODS if m != "cam" or cam_net is not None]
         self.occlusion_box = (12, 4) if mode == "shapes" else (48, 16)
 
     def close(self):
@@ -146,7 +175,7 @@ class Explorer:
         layers = [{"name": name, "shape": list(self.layer_shapes[name]), "kind": type(self.net[name]).__name__,
                    "conv": self.conv_of(name, required=False) is not None, "spatial": name in self.spatial}
                   for name in self.net.names]
-        dataset = None if self.dataset is None else {"count": len(self.dataset.inputs),
+        dataset = None if self.dataset is None else {"count": len(self.dataset.names),
                                                       "description": self.dataset.description}
         return {"name": self.name, "input": [3, self.input_size, self.input_size], "layers": layers,
                 "classes": list(self.class_names), "methods": self.methods,
@@ -154,7 +183,7 @@ class Explorer:
                 "index": self.index is not None, "max_upload_bytes": MAX_UPLOAD_BYTES}
 
     def method_title(self, method):
-        return cli.method_title(method, self.prepared(None))
+        return explain.method_title(method, self.prepared(None))
 
     def check_layer(self, layer, spatial=False):
         valid = self.spatial if spatial else self.net.names
@@ -182,14 +211,14 @@ class Explorer:
             with self.lock:
                 return int(self.net.forward(image.x)[0].argmax())
         try:
-            return cli.resolve_target(str(target).strip(), self.class_names)
-        except cli.UserError as error:
+            return user_input.resolve_target(str(target).strip(), self.class_names)
+        except user_input.UserError as error:
             raise ExplorerError(404, str(error), list(self.class_names)) from None
 
     # ------------------------------------------------------------------ images
     def add_image(self, data, filename="upload", keep=True):
         """Bytes of an uploaded image file -> an Image, kept under a new id (keep=False: a camera frame,
-        used once). Read as `minicnn explain` reads a file (cli.read_image), then made into the network
+        used once). Read as `minicnn explain` reads a file (user_input.read_image), then made into the network
         input as explain does."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise ExplorerError(413, f"the image is {len(data)} bytes; the limit is {MAX_UPLOAD_BYTES} bytes "
@@ -201,9 +230,9 @@ class Explorer:
             path = Path(folder) / (Path(filename).stem[:40] + suffix if filename else "upload" + suffix)
             path.write_bytes(data)
             try:
-                image, notes = cli.read_image(path)
+                image, notes = user_input.read_image(path)
                 x, display, more = self.network_input(image, path)
-            except cli.UserError as error:  # its message names the temporary file: name the upload instead
+            except user_input.UserError as error:  # its message names the temporary file: name the upload instead
                 message = str(error).replace(str(path), Path(filename).name)
                 raise ExplorerError(415, f"{Path(filename).name} is not an image minicnn can read: {message}") from None
         image = Image(f"upload-{next(self.counter)}-{uuid.uuid4().hex[:6]}", Path(filename).name, x, display,
@@ -219,33 +248,33 @@ class Explorer:
     def network_input(self, image, path):
         """(x (1, 3, H, W), display (3, H, W), notes) from a (3, H, W) image, as `minicnn explain` makes them."""
         if self.mode == "shapes":
-            x, notes = cli.shapes_input(image, path)
+            x, notes = user_input.shapes_input(image, path)
             return x, x[0], notes
-        notes = cli.imagenet_notes(Path(path).name, image.shape[1:])
-        x, display = cli.imagenet_input(image, self.mode)
+        notes = user_input.imagenet_notes(Path(path).name, image.shape[1:])
+        x, display = user_input.imagenet_input(image, self.mode)
         return x, display[0], notes
 
     def image(self, image_id):
         """The Image called image_id: "dataset-N" or an id add_image returned."""
         if isinstance(image_id, str) and image_id.startswith("dataset-") and self.dataset is not None:
             number = image_id[len("dataset-"):]
-            if number.isdigit() and int(number) < len(self.dataset.inputs):
+            if number.isdigit() and int(number) < len(self.dataset.names):
                 n = int(number)
-                return Image(image_id, self.dataset.names[n], self.dataset.inputs[n:n + 1], self.dataset.displays[n], [])
+                return Image(image_id, self.dataset.names[n], self.dataset.input(n), self.dataset.display(n), [])
         with self.images_lock:
             if image_id in self.images:
                 self.images.move_to_end(image_id)
                 return self.images[image_id]
-        count = 0 if self.dataset is None else len(self.dataset.inputs)
+        count = 0 if self.dataset is None else len(self.dataset.names)
         raise ExplorerError(404, f"unknown image {image_id!r}: use dataset-0 to dataset-{count - 1} or the id "
                                  "POST /api/images returned (images are forgotten after "
                                  f"{KEPT_IMAGES} newer ones)")
 
     def prepared(self, image):
-        """The cli.Prepared `minicnn explain` builds for one image (image None: for method titles)."""
+        """The explain.Prepared `minicnn explain` builds for one image (image None: for method titles)."""
         x = None if image is None else image.x
         display = None if image is None else image.display[None]
-        return cli.Prepared(self.name, self.net, self.cam_net, x, display, self.class_names, self.occlusion_box, [])
+        return explain.Prepared(self.name, self.net, self.cam_net, x, display, self.class_names, self.occlusion_box, [])
 
     # ------------------------------------------------------------------ what the network says
     def predict(self, image, k=5):
@@ -259,11 +288,11 @@ class Explorer:
                 for name, probability in topk(scores, k, self.class_names)]
 
     def attribution(self, image, target, method):
-        """The (H, W) map of `method` for class `target`: cli.attribution_map, the function explain calls.
+        """The (H, W) map of `method` for class `target`: explain.attribution_map, the function explain calls.
         Occlusion takes many forward passes: use start_occlusion for it."""
         self.check_method(method)
         with self.lock:
-            return np.asarray(cli.attribution_map(method, self.prepared(image), target), dtype=np.float32)
+            return np.asarray(explain.attribution_map(method, self.prepared(image), target), dtype=np.float32)
 
     def activations(self, image, layer):
         """Every channel of one layer for the image: (K, h, w) (a flat layer: (K,))."""
@@ -348,10 +377,10 @@ class Explorer:
 
         if self.dataset is None:
             raise ExplorerError(404, "this explorer has no dataset to search (start it with --images DIR or --index DIR)")
-        with self.worker_lock:
+        with self.unit_lock:
             if layer not in self.searches:
                 channels = range(self.layer_shapes[layer][0])
-                self.searches[layer] = top_patches_for_channels(self.worker_net, self.dataset.inputs, layer, channels,
+                self.searches[layer] = top_patches_for_channels(self.unit_net, self.dataset.inputs, layer, channels,
                                                                 k=TOP_K, progress=False)
             return self.searches[layer]
 
@@ -359,15 +388,19 @@ class Explorer:
         """The top-9 patches of one unit, best first: [Patch] from viz.search.top_patches (or the index)."""
         self.check_layer(layer, spatial=True)
         self.check_channel(layer, channel)
-        if self.index is not None:
-            return list(self.index.top(layer, channel))[:TOP_K]
-        return self.search(layer)[channel]
+        if self.index is None:
+            return self.search(layer)[channel]
+        if layer not in self.index.layers:
+            indexed = list(self.index.layers)
+            raise ExplorerError(404, f"layer {layer!r} is not in the index; indexed layers are: {', '.join(indexed)}",
+                                indexed)
+        return self.index.patches(layer, channel)[:TOP_K]
 
     def patch_picture(self, layer, channel, rank):
         """(3, h, w) RGB crop of the rank-th patch (its receptive field clipped to the image)."""
         hit = self._hit(layer, channel, rank)
         top, bottom, left, right = hit.box
-        return self.dataset.displays[hit.index][:, top:bottom, left:right]
+        return self.dataset.display(hit.index)[:, top:bottom, left:right]
 
     def deconv_picture(self, layer, channel, rank):
         """(3, h, w) the DeconvNet reconstruction of the rank-th patch's maximum, cropped to its field,
@@ -376,8 +409,8 @@ class Explorer:
         from ..viz.search import deconvnet
 
         hit = self._hit(layer, channel, rank)
-        with self.worker_lock:
-            result = deconvnet(self.worker_net, self.dataset.inputs[hit.index:hit.index + 1], layer, channel)
+        with self.unit_lock:
+            result = deconvnet(self.unit_net, self.dataset.input(hit.index), layer, channel)
         picture = signal_picture(result.crop)
         return picture[::-1] if self.mode == "caffe" else picture
 
@@ -393,7 +426,7 @@ class Explorer:
         if self.dataset is None or self.dataset.shapes_batch is None:
             return None
         self.check_layer(layer, spatial=True)
-        with self.images_lock:
+        with self.jobs_lock:
             if layer not in self.dissections:
                 self.dissections[layer] = self.start_job("dissection", self._dissect, layer)
             return self.dissections[layer]

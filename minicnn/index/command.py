@@ -15,7 +15,7 @@ from .model import MODEL_NAMES
 
 def add_commands(commands, user_error):
     """Add the `index` and `dissect` sub-commands to cli.build_parser's sub-parsers; a mistake of the
-    user's is raised as `user_error` (cli.UserError: one line, exit status 2)."""
+    user's is raised as `user_error` (user_input.UserError: one line, exit status 2)."""
     index = commands.add_parser(
         "index", help="dataset search over an image collection: the top-k images of every unit, resumable",
         description="One forward pass per batch updates the top-k images of every channel of every layer named; the "
@@ -98,12 +98,14 @@ def index_command(args, user_error):
 
 def dissect_command(args, user_error):
     from .run import dissect_source
+    from .store import read_manifest
 
     spec, source, layers, options = _user_errors(lambda: _setup(args), user_error)
     results = _user_errors(lambda: dissect_source(spec, source, layers, args.out, args.quantile, args.iou_threshold,
                                                   **options), user_error)
     for layer, dissection in results.items():
         print(f"{dissection.summary}; table: {Path(args.out) / f'dissection-{layer}.csv'}")
+    _report_skipped(read_manifest(args.out)["skipped"])
 
 
 def _report_skipped(skipped):

@@ -74,7 +74,7 @@ def _imagenet(name, weights):
     Keras' VGG16 file wants mode "caffe", torchvision's "torch"."""
     from .. import models
 
-    path = Path(weights) if weights is not None else models.weights_cache_dir() / f"{name}.npz"
+    path = models.imagenet_weights_file(name, weights)
     state = _read_state(path)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     return models.imagenet_model_from_state(name, state, source=str(path)).eval(), imagenet_preprocessing(mode)

@@ -22,10 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..checks import check_choice, check_int_at_least, check_number
+from ..network import Network
 from ..viz.attribution import check_images, eval_mode
 from ..viz.search import check_spatial_layer
 from . import dissect as streaming
-from .model import GivenModel, loaded, weights_sha256
+from .model import GivenModel, ModelSpec, loaded, weights_sha256
 from .store import (field_to_json, open_run_folder, read_arrays, read_manifest, shard_path, write_arrays,
                     write_json)
 from .topk import TopK, batch_topk, merge_topk
@@ -225,6 +226,8 @@ def local_cluster(workers):
 def run_job(job, spec, source, plan, folder, client=None, progress=True):
     """Run `job` over every shard of `plan` whose file is not in `folder` yet -- in this process, or as
     tasks of the Dask `client` -- then merge all shards. Returns the ShardResult of the whole source."""
+    for leftover in Path(folder).glob(f"shards/{job.name}/.*.partial"):  # a killed run's half-written file
+        leftover.unlink()
     todo = [shard for shard in plan.shards if not shard_path(folder, job.name, shard).is_file()]
     total = sum(stop - start for start, stop in todo)
     with tqdm(total=total, desc=job.name, unit="image", disable=not progress or not todo, smoothing=0.1) as bar:
@@ -280,8 +283,12 @@ def _tree_merge(client, job, futures):
 def _prepare(model, source, layers, scheduler):
     """(spec, net, layers as a tuple, {layer: ReceptiveField}) with every argument checked."""
     check_choice(scheduler, "scheduler", SCHEDULERS)
-    spec = model if hasattr(model, "load") and hasattr(model, "key") else GivenModel(model, "network",
-                                                                                     source.preprocessing)
+    if isinstance(model, Network):
+        spec = GivenModel(model, "network", source.preprocessing)
+    elif isinstance(model, (ModelSpec, GivenModel)):
+        spec = model
+    else:
+        raise TypeError(f"model must be a ModelSpec, a GivenModel or a Network, got {type(model).__name__}")
     net, _ = loaded(spec)
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     if not layers:

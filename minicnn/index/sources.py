@@ -18,9 +18,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..checks import check_choice, check_int_at_least
+from ..imagenet import MAX_ASPECT_RATIO
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MAX_ASPECT_RATIO = 20  # longer side / shorter side: beyond it the centre crop keeps under 5% of the image
 
 
 class Batch(NamedTuple):

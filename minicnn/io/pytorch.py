@@ -246,7 +246,7 @@ def find_tensors(obj):
     """
     if not isinstance(obj, dict):
         raise FileProblem(f"the file holds a {type(obj).__name__}, not a dict of named tensors")
-    found, seen, todo = {}, set(), [(obj, "", 0)]
+    found, seen, todo = {}, {}, [(obj, "", 0)]   # seen: id -> does that container hold structure?
     while todo:
         value, name, depth = todo.pop()
         if isinstance(value, TensorRef):
@@ -255,10 +255,10 @@ def find_tensors(obj):
             found[name] = value
             continue
         if id(value) in seen:
-            if _holds_structure(value):
+            if seen[id(value)]:
                 raise FileProblem(f"the container at {short(name or 'the top')} appears twice in the file")
             continue
-        seen.add(id(value))
+        seen[id(value)] = _holds_structure(value)
         if depth >= MAX_NESTING:
             raise FileProblem(f"containers nested more than {MAX_NESTING} deep at {short(name)}")
         items = value.items() if isinstance(value, dict) else enumerate(value)

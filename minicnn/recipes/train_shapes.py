@@ -3,6 +3,7 @@
     python -m minicnn.recipes.train_shapes                          # both models, the shipped settings
     python -m minicnn.recipes.train_shapes --model shapes_cam --epochs 2 --train-size 2000 --out /tmp/w
     python -m minicnn.recipes.train_shapes --out /tmp/rerun --compare-to weights   # does a re-run reproduce them?
+    python -m minicnn.recipes.train_shapes --permute-labels 0 --out /tmp/permuted   # the data randomization test
 
 For each model: generate the training set (data seed --data-seed) and a held-out test set (another
 seed), train with Adam and a cosine learning-rate decay (after a linear warm-up, for shapes_vgg),
@@ -11,6 +12,8 @@ architecture, data, optimizer, accuracy, training time, SHA-256 of the .npz) and
 (a table of all the cards in <out>).
 Same arguments, same weights: every random number comes from the seeds (up to the order in which
 the threads add up floating-point sums, which may differ between machines and thread counts).
+--permute-labels SEED: train on the training labels shuffled by np.random.default_rng(SEED).permutation
+(Adebayo et al. 2018's data randomization test; the test accuracy, on the true labels, should be chance).
 --compare-to DIR: after training, compare each model's test accuracy with the card DIR/<model>.json
 and exit with status 1 if they differ by more than REPRODUCE_TOLERANCE (half a percentage point).
 """
@@ -94,7 +97,8 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
         "data": {"generator": "minicnn.data.make_shapes", "image_size": 64, "classes": list(data.CLASS_NAMES),
                  "train_seed": args.data_seed, "train_size": len(train_set.labels),
                  "test_seed": args.data_seed + TEST_SEED_OFFSET, "test_size": len(test_set.labels),
-                 "distractor_probability": args.distractor},
+                 "distractor_probability": args.distractor,
+                 **({} if args.permute_labels is None else {"labels_permuted_by_seed": args.permute_labels})},
         "training": {"optimizer": "Adam", "lr": args.lr, "schedule": schedule_name(args.warmup_steps),
                      "weight_decay": args.weight_decay, "batch_size": args.batch_size, "epochs": args.epochs,
                      "epochs_completed": len(history), "init_seed": args.seed, "seconds": round(seconds, 1),
@@ -105,7 +109,7 @@ def model_card(name, net, args, train_set, test_set, history, seconds):
         "history": history,
         "reproduce": f"python -m minicnn.recipes.train_shapes --model {name} " + " ".join(
             f"--{key.replace('_', '-')} {value}" for key, value in sorted(vars(args).items())
-            if key not in ("model", "out")),
+            if key not in ("model", "out") and value is not None),
         "minicnn_version": minicnn.__version__,
     }
 
@@ -121,6 +125,13 @@ def write_model(net, card, out):
     return card
 
 
+def test_result(card):
+    """A card's headline number: test accuracy (classifiers) or mean IoU (shapes_seg, train_seg.py)."""
+    if "test_mean_iou" in card:
+        return f"mean IoU {card['test_mean_iou']:.3f}"
+    return f"{100 * card['test_accuracy']:.2f}%"
+
+
 def write_readme(out):
     """<out>/README.md: one table row per model card found in <out>."""
     rows = []
@@ -129,20 +140,20 @@ def write_readme(out):
         training = card["training"]
         rows.append(f"| {card['model']} | {card['parameters']:,} | {card['data']['train_size']:,} "
                     f"(seed {card['data']['train_seed']}) | {training['epochs']} | "
-                    f"{100 * card['test_accuracy']:.2f}% on {card['data']['test_size']:,} (seed "
+                    f"{test_result(card)} on {card['data']['test_size']:,} (seed "
                     f"{card['data']['test_seed']}) | {training['seconds'] / 60:.1f} min | `{card['sha256'][:12]}…` |")
     text = "\n".join([
         "# Shipped weights",
         "",
-        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` on the generated shapes dataset",
-        "(`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
+        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` (shapes_seg: `train_seg.py`) on the",
+        "generated shapes dataset (`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
         "architecture, data seeds, optimizer, per-epoch history, the exact command that reproduces it, and",
         "the SHA-256 that `minicnn.models.load_pretrained` checks before loading.",
         "The training script writes this text and the table; it keeps the notes below them. Training time",
         "is wall-clock time as measured on the machine named in each card (its thread settings are recorded",
         "there too).",
         "",
-        "| model | parameters | training images | epochs | test accuracy | training time | sha256 |",
+        "| model | parameters | training images | epochs | test result | training time | sha256 |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -179,7 +190,7 @@ def compare_cards(cards, reference_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", default=list(models.PRETRAINED), choices=list(models.PRETRAINED))
+    parser.add_argument("--model", nargs="+", default=list(MODEL_DEFAULTS), choices=list(MODEL_DEFAULTS))
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--test-size", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=None, help="default: per model, see MODEL_DEFAULTS")
@@ -192,6 +203,8 @@ def main(argv=None):
                         help="linear learning-rate warm-up over this many steps (0: none); default: per model, "
                              "see MODEL_DEFAULTS")
     parser.add_argument("--data-seed", type=int, default=1)
+    parser.add_argument("--permute-labels", type=int, default=None, metavar="SEED",
+                        help="train on the training labels permuted with this seed (the data randomization test)")
     parser.add_argument("--out", type=Path, default=Path("weights"),
                         help="folder for the .npz files, model cards and README.md (default: ./weights, the "
                              "shipped weights when run from the repository's root)")
@@ -211,6 +224,8 @@ def main(argv=None):
     start = time.perf_counter()
     train_set = data.make_shapes(args.train_size, seed=args.data_seed, distractor=args.distractor)
     test_set = data.make_shapes(args.test_size, seed=args.data_seed + TEST_SEED_OFFSET, distractor=args.distractor)
+    if args.permute_labels is not None:
+        train_set.labels = np.random.default_rng(args.permute_labels).permutation(train_set.labels)
     print(f"generated {args.train_size} training and {args.test_size} test images in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
     cards = []

@@ -4,9 +4,10 @@
     check_conv2d(my_conv2d)     # my_conv2d(x, w, stride, padding) -> y; raises AssertionError on a bug
 
 Strategies (conv_cases, conv_transpose_cases, conv_backward_cases, pool_cases) draw whole cases
-for your own @given tests; the checks (check_conv2d, check_conv_transpose2d, check_conv2d_backward,
-check_max_pool2d, check_matrix_form) run hypothesis for you and hold your function to an identity,
-shrinking a failure to a minimal case; gradcheck compares a gradient with central differences.
+for your own @given tests (conv_geometry, pool_geometry: their shapes only). The checks
+(check_conv2d, check_conv_transpose2d, check_conv2d_backward, check_max_pool2d, check_matrix_form)
+run hypothesis for you and hold your function to an identity, shrinking a failure to a minimal
+case; gradcheck compares a gradient with central differences.
 Needs hypothesis: pip install "minicnn[testing]". See docs/testing.md.
 """
 try:
@@ -23,12 +24,14 @@ from .strategies import (
     PoolCase,
     conv_backward_cases,
     conv_cases,
+    conv_geometry,
     conv_transpose_cases,
     pool_cases,
+    pool_geometry,
 )
 
 __all__ = [
-    "conv_cases", "conv_transpose_cases", "conv_backward_cases", "pool_cases",
+    "conv_cases", "conv_transpose_cases", "conv_backward_cases", "pool_cases", "conv_geometry", "pool_geometry",
     "ConvCase", "ConvTransposeCase", "ConvBackwardCase", "PoolCase",
     "check_conv2d", "check_conv_transpose2d", "check_conv2d_backward", "check_max_pool2d", "check_matrix_form",
     "gradcheck", "numerical_gradient", "relative_error", "assert_close", "CaseFailure",

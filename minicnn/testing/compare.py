@@ -26,8 +26,8 @@ def default_rtol(dtype):
 
 
 def index_text(index):
-    """(0, 2, 1) -> '[0, 2, 1]'."""
-    return "[" + ", ".join(str(int(i)) for i in index) + "]"
+    """(0, 2, 1) -> '[0, 2, 1]'; () (a 0-d array) -> ''."""
+    return "[" + ", ".join(str(int(i)) for i in index) + "]" if index else ""
 
 
 def difference_text(name, got, expected, rtol):
@@ -42,9 +42,9 @@ def difference_text(name, got, expected, rtol):
     if got.size == 0:
         return None
     tolerance = rtol * max(1.0, float(np.abs(expected).max()))
-    error = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-    error[np.isnan(got) != np.isnan(expected)] = np.inf
-    error[np.isnan(got) & np.isnan(expected)] = 0.0
+    got_nan, expected_nan = np.isnan(got), np.isnan(expected)
+    error = np.where(got_nan | expected_nan, np.where(got_nan & expected_nan, 0.0, np.inf),
+                     np.abs(got.astype(np.float64) - expected.astype(np.float64)))
     if error.max() <= tolerance:
         return None
     worst = np.unravel_index(np.argmax(error), error.shape)

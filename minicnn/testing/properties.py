@@ -13,7 +13,7 @@ Common options of every check:
 Your function gets stride, padding and output_padding as (h, w) pairs of ints.
 """
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from .. import matrix, ops
@@ -25,6 +25,10 @@ from .strategies import conv_backward_cases, conv_cases, conv_transpose_cases, d
 # ----------------------------------------------------------------------------------------------
 # running a property
 
+# hypothesis's phases but "explain" (which re-runs the minimal case many times to say which parts of
+# it matter: slow, and the message already shows the whole case)
+PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
+
 
 def run_property(holds, cases, max_examples=100, seed=None):
     """Call holds(case) on max_examples cases drawn from the strategy `cases`; on a failure, raise the
@@ -35,7 +39,7 @@ def run_property(holds, cases, max_examples=100, seed=None):
     check_int_at_least(max_examples, "max_examples", 1)
     test = given(cases)(holds)
     test = settings(max_examples=max_examples, deadline=None, database=None, report_multiple_bugs=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(test)
+                    phases=PHASES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])(test)
     if seed is not None:
         test = hypothesis_seed(check_int_at_least(seed, "seed", 0))(test)
     failure = None
@@ -75,7 +79,9 @@ def fail(check, what, case, detail, got=None, expected=None):
 
 
 def call(check, fn, case, *arguments):
-    """fn(*arguments), turning an exception it raises into a CaseFailure naming the case."""
+    """fn(*arguments) on copies of the arrays (the case stays as drawn, whatever fn writes into them),
+    turning an exception it raises into a CaseFailure naming the case."""
+    arguments = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
     try:
         return fn(*arguments)
     except Exception as error:  # your function failed on this case: that is what the check reports
@@ -219,7 +225,8 @@ def check_matrix_form(fn, max_examples=100, rtol=None, seed=None, **case_options
 
     (checked with one standard-normal x), which makes W equal to minicnn.matrix.conv2d_matrix
     (checked entrywise next): W[(f, i, j), (c, i sh + a - ph, j sw + b - pw)] = w[f, c, a, b].
-    input_shape = (C, H, W). Cases from conv_cases(**case_options) with one image each.
+    input_shape = (C, H, W). Cases from conv_cases(**case_options) with one image each, of which only
+    x's shape is used.
     """
     rtol = check_tolerance(rtol)
     name = "check_matrix_form"

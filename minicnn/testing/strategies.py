@@ -10,10 +10,9 @@ Per spatial axis a kernel k, a stride s and a padding p are drawn on their own (
 and inputs are often not square), then an input size n from the smallest the kernel fits in
 (n + 2p >= k) up to max_size: the stride sometimes divides n + 2p - k and sometimes leaves rows
 over. Channel counts and batch sizes start at 1. stride, padding (and output_padding) are (h, w)
-pairs of Python ints. Values are multiples of 1/8 in [-2, 2], drawn one by one: sums of their
-products are exact in float32 and float64 alike (so any difference is a real one, never rounding),
-non-integers catch an accidental int array, and hypothesis shrinks a failure towards the smallest
-shapes and towards the values 0 and 1.
+pairs of Python ints. Values are multiples of 1/8 in [-2, 2] (see values): sums of their products
+are exact in float32 and float64 alike (so any difference is a real one, never rounding),
+non-integers catch an accidental int array, and repeated values make max-pool ties common.
 """
 from fractions import Fraction
 from typing import NamedTuple
@@ -22,10 +21,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ..checks import check_int_at_least
+from ..checks import FLOAT_DTYPES, check_int_at_least
 from ..shapes import conv2d_output_shape
 
-FLOAT_DTYPES = (np.float32, np.float64)
 SMALL_ARRAY = 64  # a case prints the values of arrays up to this many entries, else only their shapes
 
 
@@ -151,7 +149,8 @@ def axis_geometry(draw, max_size, max_kernel, max_stride, max_padding, pool=Fals
 
 @st.composite
 def conv_geometry(draw, max_batch=2, max_channels=3, max_size=8, max_kernel=4, max_stride=3, max_padding=2):
-    """((N, C, H, W), (F, C, kh, kw), stride, padding) for a valid conv2d."""
+    """((N, C, H, W), (F, C, kh, kw), stride, padding) for a valid conv2d: the shapes of a conv_cases case,
+    for tests that make their own values."""
     limits = dict(max_size=max_size, max_kernel=max_kernel, max_stride=max_stride, max_padding=max_padding)
     h, kh, sh, ph = draw(axis_geometry(**limits))
     w, kw, sw, pw = draw(axis_geometry(**limits))
@@ -215,6 +214,15 @@ def conv_transpose_cases(dtype=np.float64, max_batch=2, max_channels=3, max_size
     return draw_case()
 
 
+@st.composite
+def pool_geometry(draw, max_batch=2, max_channels=3, max_size=8, max_kernel=4, max_stride=3):
+    """((N, C, H, W), kernel_size, stride, padding) for a valid pooling, padding <= kernel // 2."""
+    axis = axis_geometry(max_size, max_kernel, max_stride, 0, pool=True)
+    (h, kh, sh, ph), (wd, kw, sw, pw) = draw(axis), draw(axis)
+    n, c = draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels))
+    return (n, c, h, wd), (kh, kw), (sh, sw), (ph, pw)
+
+
 def pool_cases(dtype=np.float64, max_batch=2, max_channels=3, max_size=8, max_kernel=4, max_stride=3):
     """PoolCase(x, kernel_size, stride, padding) for max / average pooling, padding <= kernel // 2."""
     dtype = check_dtype(dtype)
@@ -223,9 +231,7 @@ def pool_cases(dtype=np.float64, max_batch=2, max_channels=3, max_size=8, max_ke
 
     @st.composite
     def draw_case(draw):
-        axis = axis_geometry(limits["max_size"], limits["max_kernel"], limits["max_stride"], 0, pool=True)
-        (h, kh, sh, ph), (wd, kw, sw, pw) = draw(axis), draw(axis)
-        n, c = draw(st.integers(1, limits["max_batch"])), draw(st.integers(1, limits["max_channels"]))
-        return PoolCase(draw(values(dtype, (n, c, h, wd))), (kh, kw), (sh, sw), (ph, pw))
+        x_shape, kernel, stride, padding = draw(pool_geometry(**limits))
+        return PoolCase(draw(values(dtype, x_shape)), kernel, stride, padding)
 
     return draw_case()

@@ -14,7 +14,8 @@ dissection without ground-truth masks, a module that is not installed). index.ht
     parts.py                  what a section hands back (Panel, Table, Skipped) and the Tour it receives
     sections_algebra.py       1-2   convolution as a matrix, first-layer filters
     sections_attribution.py   3-7   saliency, occlusion, CAM, guided backprop, the pointing game
-    sections_units.py         8-14  gradient ascent, dataset search, neighbours, t-SNE, DeepDream, dissection
+    sections_evaluate.py      8     can we trust the maps? deletion / insertion, parameter randomization
+    sections_units.py         9-15  gradient ascent, dataset search, neighbours, t-SNE, DeepDream, dissection
     run.py                    the sections in order, gallery.png; page.py: index.html
 
 How much work each section does (images, steps, copies) is set by a Budget: the tour keeps the

@@ -17,6 +17,7 @@ from .sections_attribution import (
     pointing_section,
     saliency_section,
 )
+from .sections_evaluate import sanity_section
 from .sections_units import (
     class_models_section,
     dead_units_section,
@@ -26,6 +27,7 @@ from .sections_units import (
     search_section,
     tsne_section,
 )
+from .sections_upsampling import upsampling_section
 
 # ----------------------------------------------------------------------------------------------
 # the sections in the lecture's order: (key, heading, lesson, function)
@@ -33,6 +35,7 @@ from .sections_units import (
 SECTIONS = [
     ("matrix", "Convolution is a matrix",
      "01_convolution_is_a_matrix.py, 02_transposed_convolution.py, 03_deconvolution_in_2d.py", conv_as_matrix),
+    ("upsampling", "Learned upsampling and the checkerboard", "15_learned_upsampling.py", upsampling_section),
     ("filters", "First-layer filters", "05_filters_are_templates.py, 09_dataset_search_and_deconvnet.py",
      first_layer_filters),
     ("saliency", "Saliency and SmoothGrad", "06_saliency_and_occlusion.py", saliency_section),
@@ -40,6 +43,8 @@ SECTIONS = [
     ("cam", "CAM and Grad-CAM", "07_class_activation_maps.py", cam_section),
     ("guided", "Guided backpropagation", "06_saliency_and_occlusion.py", guided_section),
     ("pointing", "Pointing game", "python -m minicnn.recipes.pointing_game (docs/results/pointing-game.md)", pointing_section),
+    ("sanity", "Can we trust the maps?", "16_can_we_trust_the_maps.py, minicnn evaluate (docs/results/evaluation.md)",
+     sanity_section),
     ("ascent", "Gradient ascent: class models", "08_gradient_ascent.py", class_models_section),
     ("search", "Dataset search and DeconvNet", "09_dataset_search_and_deconvnet.py", search_section),
     ("neighbours", "Nearest neighbours", "12_embeddings.py", neighbours_section),

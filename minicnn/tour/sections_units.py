@@ -1,4 +1,4 @@
-"""Tour sections 8-14: gradient ascent, dataset search and DeconvNet, neighbours and t-SNE, DeepDream,
+"""Tour sections 9-15: gradient ascent, dataset search and DeconvNet, neighbours and t-SNE, DeepDream,
 dissection and dead units: what single units and whole layers respond to."""
 import contextlib
 

@@ -21,7 +21,8 @@ the places where its opposite is; the maximum says how strongly the pattern appe
 its position says WHERE, so there is one patch to show.
 
 The crop and the DeconvNet reconstruction both live inside the receptive field of (i*, j*): no pixel
-outside that box can change the unit, and none receives anything on the way back.
+outside that box can change the unit, and none receives anything on the way back (exactly with the
+convolutions on algorithm "im2col"; Winograd's tiles leave rounding-level values beside the box).
 """
 from typing import NamedTuple
 

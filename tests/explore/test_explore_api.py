@@ -23,7 +23,7 @@ pytest.importorskip("multipart")
 from PIL import Image  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from minicnn import cli, data, ops  # noqa: E402
+from minicnn import cli, data, explain, ops, user_input  # noqa: E402
 from minicnn.explore import numbers  # noqa: E402
 from minicnn.explore.app import create_app  # noqa: E402
 from minicnn.explore.server import build_explorer  # noqa: E402
@@ -36,7 +36,8 @@ from minicnn.viz.attribution import guided_backprop, occlusion, saliency  # noqa
 from minicnn.viz.cam import cam, grad_cam, last_conv_layer  # noqa: E402
 from minicnn.viz.dissection import dissect  # noqa: E402
 from minicnn.viz.search import deconvnet, top_patches  # noqa: E402
-from tests.strategies import conv_geometry, random_array  # noqa: E402
+from minicnn.testing import conv_geometry  # noqa: E402
+from strategies import random_array  # noqa: E402
 
 DATASET_SIZE = 40
 
@@ -90,8 +91,8 @@ def upload(tmp_path_factory):
 
 def network_input(path):
     """(1, 3, 64, 64) as `minicnn explain` makes it from the file."""
-    image, _ = cli.read_image(path)
-    return cli.shapes_input(image, path)[0]
+    image, _ = user_input.read_image(path)
+    return user_input.shapes_input(image, path)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ def test_model_lists_every_layer_with_its_output_shape_and_the_classes(client, e
     assert all(tuple(layer["shape"]) == outputs[layer["name"]].shape[1:] for layer in answer["layers"])
     assert answer["classes"] == list(data.CLASS_NAMES)
     assert answer["name"] == "shapes_vgg"
-    assert set(answer["methods"]) == set(cli.METHODS)
+    assert set(answer["methods"]) == set(explain.METHODS)
 
 
 def test_predict_equals_the_top5_minicnn_explain_prints(client, explorer, upload, tmp_path, capsys):
@@ -358,14 +359,76 @@ def test_images_folder_is_searched_on_the_spot(tmp_path):
         explorer.close()
 
 
-def test_index_without_the_index_module_is_one_clear_error(tmp_path):
+@pytest.fixture(scope="module")
+def index_folder(tmp_path_factory):
+    from minicnn.index import ModelSpec, ShapesSource, build_index
+
+    folder = tmp_path_factory.mktemp("index") / "idx"
+    build_index(ModelSpec("shapes_vgg"), ShapesSource(50, seed=3), ["relu2_2"], folder, k=9, progress=False)
+    return folder
+
+
+def test_an_index_gives_each_unit_its_top_hits_and_their_pictures(index_folder):
+    from minicnn.index import load_index
+
+    index = load_index(index_folder)
+    explorer = build_explorer("shapes_vgg", index=index_folder)
     try:
-        import minicnn.index  # noqa: F401
-        pytest.skip("minicnn.index is installed: this checks the message without it")
-    except ImportError:
-        pass
-    with pytest.raises(cli.UserError, match="--index needs minicnn.index"):
-        build_explorer("shapes_vgg", index=tmp_path)
+        with TestClient(create_app(explorer)) as client:
+            answer = client.get("/api/units/relu2_2/4").json()
+            assert [(p["image"], tuple(p["position"]), p["activation"], tuple(p["box"])) for p in answer["patches"]] == [
+                (f"dataset-{hit.image_id}", hit.position, hit.activation, hit.box) for hit in index.top("relu2_2", 4)]
+            crop = np.asarray(Image.open(io.BytesIO(client.get(answer["patches"][0]["patch_png"]).content)))
+            np.testing.assert_array_equal(crop, np.round(index.crops("relu2_2", 4)[0].transpose(1, 2, 0) * 255))
+            deconv = np.asarray(Image.open(io.BytesIO(client.get(answer["patches"][0]["deconv_png"]).content)))
+            expected = index.deconvnet(explorer.net, "relu2_2", 4)[0].crop
+            np.testing.assert_array_equal(deconv, np.round(signal_picture(expected).transpose(1, 2, 0) * 255))
+            missing = client.get("/api/units/relu1_1/0")
+            assert missing.status_code == 404 and "indexed layers are: relu2_2" in missing.json()["error"]
+            assert client.get("/api/dataset").json()["count"] == 50
+            shown = np.asarray(Image.open(io.BytesIO(client.get("/api/images/dataset-3.png").content)))
+            np.testing.assert_array_equal(shown, np.round(index.display(3).transpose(1, 2, 0) * 255))
+    finally:
+        explorer.close()
+
+
+def test_an_index_of_another_model_is_one_clear_error(index_folder):
+    with pytest.raises(user_input.UserError, match="indexes shapes_vgg, not the shapes_cam"):
+        build_explorer("shapes_cam", index=index_folder)
+
+
+def test_an_imagenet_model_runs_through_the_same_api(tmp_path):
+    """AlexNet (random weights: the API's code, not ImageNet's answers) on two images of other sizes:
+    explain's resize and centre crop, the top-5, a strided conv's numbers, units, and no CAM."""
+    from minicnn.explore.server import folder_dataset
+    from minicnn.explore.state import Explorer
+    from minicnn.imagenet import IMAGENET_CLASSES
+    from minicnn.models import alexnet
+
+    rng = np.random.default_rng(0)
+    for name, size in (("wide.png", (300, 200)), ("square.jpg", (256, 256))):
+        Image.fromarray(rng.integers(0, 256, size[::-1] + (3,), dtype=np.uint8)).save(tmp_path / name)
+    net = alexnet(seed=0)
+    explorer = Explorer("alexnet", net, None, IMAGENET_CLASSES, "torch")
+    explorer.dataset = folder_dataset(tmp_path, explorer.network_input)
+    try:
+        with TestClient(create_app(explorer)) as client:
+            answer = client.post("/api/predict", files={"image": ("wide.png", (tmp_path / "wide.png").read_bytes())})
+            x = user_input.imagenet_input(user_input.read_image(tmp_path / "wide.png")[0], "torch")[0]
+            assert [(r["class"], r["probability"]) for r in answer.json()["top5"]] == topk(net.forward(x)[0], 5)
+            assert any("enlarged" in note for note in answer.json()["image"]["notes"])
+            numbers_ = client.get("/api/numbers/features_1?image_id=dataset-1&channel=7&i=10&j=20").json()
+            value = net.forward(explorer.dataset.input(1), upto="features_0")[0, 7, 10, 20]
+            np.testing.assert_allclose(numbers_["sum"], value, rtol=1e-4, atol=1e-4)
+            assert numbers_["rows"] == list(range(10 * 4 - 2, 10 * 4 - 2 + 11))   # stride 4, padding 2, 11 x 11
+            units = client.get("/api/units/features_4/3").json()["patches"]
+            expected = top_patches(net, explorer.dataset.inputs, "features_4", 3, k=9, progress=False)
+            assert [(p["image"], p["activation"]) for p in units] == [(f"dataset-{h.index}", h.activation)
+                                                                       for h in expected]
+            assert client.get("/api/model").json()["methods"] == ["saliency", "occlusion", "gradcam", "guided"]
+            assert client.post("/api/maps", data={"image_id": "dataset-0", "method": "cam"}).status_code == 404
+    finally:
+        explorer.close()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
 from PIL import Image  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from minicnn import cli, data, models  # noqa: E402
+from minicnn import data, models, user_input  # noqa: E402
 from minicnn.explore.app import create_app  # noqa: E402
 from minicnn.explore.server import build_explorer  # noqa: E402
 from minicnn.imagenet import topk  # noqa: E402
@@ -92,7 +92,7 @@ def test_uploading_a_png_shows_its_top5(browser, tmp_path):
     picture = data.make_shapes(1, seed=31).images[0]
     path = tmp_path / "mine.png"
     Image.fromarray(np.round(picture.transpose(1, 2, 0) * 255).astype(np.uint8)).save(path)
-    x = cli.shapes_input(cli.read_image(path)[0], path)[0]
+    x = user_input.shapes_input(user_input.read_image(path)[0], path)[0]
     expected = [name for name, _ in topk(models.load_pretrained("shapes_vgg").forward(x)[0], 5, data.CLASS_NAMES)]
     browser.find_element(By.ID, "upload").send_keys(str(path))
     wait_until(browser, "document.getElementById('input-caption').textContent.startsWith('mine.png')")
@@ -106,10 +106,15 @@ def test_a_file_that_is_not_an_image_gives_a_message_and_the_page_keeps_working(
     path.write_text("not an image at all")
     browser.find_element(By.ID, "upload").send_keys(str(path))
     wait_until(browser, "document.getElementById('messages').textContent.includes('is not an image')")
+    assert console_errors(browser, allowed=("status of 415",)) == []   # the refused upload's own line only
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (9 * 2**20))   # above the 8 MiB limit: the page says so before sending it
+    browser.find_element(By.ID, "upload").send_keys(str(huge))
+    wait_until(browser, "document.getElementById('messages').textContent.includes('huge.png is 9437184 bytes')")
     browser.find_elements(By.CSS_SELECTOR, "#dataset-strip img")[7].click()
-    wait_until(browser, "document.querySelector('#dataset-strip img.current').dataset.id === 'dataset-7'")
+    wait_until(browser, "document.querySelector('#dataset-strip img.current')?.dataset.id === 'dataset-7'")
     wait_until(browser, "document.querySelectorAll('#top5 tbody tr').length === 5")
-    assert console_errors(browser, allowed=("status of 415",)) == []
+    assert console_errors(browser) == []
 
 
 def test_the_fake_camera_streams_frames_with_cam_and_the_page_shows_a_positive_rate(browser, url):

@@ -1,6 +1,7 @@
 """Resume and refusal: a run interrupted at a random shard (of any pass) and run again ends with
 exactly the files of an uninterrupted run, without recomputing the shards it had finished; a folder
 holding a run with other settings (model, weights, layers, k, source) is refused, never mixed."""
+import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -148,3 +149,40 @@ def test_the_cli_refuses_an_index_of_another_layer_in_one_line(tmp_path, capsys)
     error = capsys.readouterr().err.strip()
     assert error.startswith("minicnn index: error: ") and "layers: ['relu3_1'] there, ['relu2_1'] now" in error
     assert len(error.splitlines()) == 1
+
+
+def test_the_cli_says_which_extra_is_missing_and_where_weights_come_from(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if dask were not installed
+    arguments = ["index", "--model", "shapes_vgg", "--init-seed", "0", "--layers", "relu3_1", "--shapes", "8",
+                 "--out", str(tmp_path / "a"), "--quiet", "--scheduler", "dask"]
+    assert main(arguments) == 2
+    assert 'needs dask.distributed: pip install -e ".[dask]"' in capsys.readouterr().err
+    monkeypatch.setenv("MINICNN_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["index", "--model", "vgg16", "--layers", "features_29", "--shapes", "8", "--out",
+                 str(tmp_path / "b"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "vgg16.npz not found" in error and "python -m minicnn.recipes.fetch_weights vgg16" in error
+
+
+def test_a_process_killed_half_way_resumes_from_its_last_finished_shard(tmp_path):
+    """The real thing: `minicnn index` in a child process, SIGKILLed once two shards are on disk."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    arguments = ["index", "--model", "shapes_vgg", "--init-seed", "0", "--layers", "relu2_2,relu3_2", "--shapes",
+                 "320", "--seed", "2", "--k", "3", "--batch-size", "8", "--shard-size", "16", "--quiet"]
+    shards = tmp_path / "killed" / "shards" / "search"
+    child = subprocess.Popen([sys.executable, "-m", "minicnn", *arguments, "--out", str(tmp_path / "killed")],
+                             env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 300
+    while len(list(shards.glob("*.npz"))) < 2 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    finished = sorted(path.name for path in shards.glob("*.npz"))
+    assert 2 <= len(finished) < 20, finished  # killed half-way: some shards done, not all
+    assert main(arguments + ["--out", str(tmp_path / "killed")]) == 0
+    assert main(arguments + ["--out", str(tmp_path / "whole")]) == 0
+    assert_same_contents(folder_contents(tmp_path / "killed"), folder_contents(tmp_path / "whole"))

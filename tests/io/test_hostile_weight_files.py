@@ -35,6 +35,7 @@ EXPECTED = {
                                              r"\[\[\.\.\.\], \[\.\.\.\]\]\] \(expected 1001\)$",
     "2 million trivial opcodes in data.pkl": r"refused pickle: more than 500,000 opcodes",
     "deflated data.pkl of 100 million opcodes": r"entry 'archive/data\.pkl' " + NOT_STORED,
+    "a list of 200,000 ints referenced 100,000 times": "loaded 1 arrays",
     "safetensors of 60,000 empty tensors": "loaded 60000 arrays",
     "zip entry flagged encrypted": r"is encrypted or a patch \(zip flag bits 0x0001\)",
     "zip entry flagged patched data": r"is encrypted or a patch \(zip flag bits 0x0020\)",

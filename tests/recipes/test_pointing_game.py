@@ -1,6 +1,6 @@
-"""minicnn.recipes.pointing_game: batching, intervals and verdicts."""
+"""minicnn.recipes.pointing_game: batching (its tables are minicnn.evaluate.pointing's, tested in
+tests/evaluate/test_evaluate_pointing.py)."""
 import numpy as np
-import pytest
 
 from minicnn.recipes import pointing_game
 from minicnn.viz.pointing import pointing_hits
@@ -18,31 +18,6 @@ def test_the_script_scores_every_image_as_one_unbatched_call_would():
     for (_, _, method, _), score in zip(rows, scores):
         want = pointing_hits(method(batch.images, batch.labels), batch.masks)
         np.testing.assert_array_equal(score.hits, want)
-
-
-@pytest.mark.parametrize("hits,n", [(0, 5), (3, 7), (2705, 3000), (50, 50)])
-def test_the_interval_is_the_wilson_score_interval(hits, n):
-    z = 1.959963984540054  # the 97.5% point of the standard normal
-    p = hits / n
-    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    want = ((centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n))
-    np.testing.assert_allclose(pointing_game.wilson_interval(hits, n), want, rtol=1e-9, atol=1e-12)
-
-
-def test_the_targets_say_met_or_not_and_whether_the_interval_is_clear():
-    def score(hit_count, n):
-        return pointing_game.Score(np.arange(n) < hit_count, 0, 0.0)
-
-    rows = [("CAM", "shapes_cam", None, ""), ("Grad-CAM", "shapes_vgg", None, ""), ("occlusion", "shapes_vgg", None, ""),
-            ("saliency", "shapes_vgg", None, "")]
-    lines = pointing_game.target_lines(rows, [score(2900, 3000), score(2694, 3000), score(2600, 3000),
-                                              score(10, 3000)], 3000)
-    assert lines == [
-        "Targets:",
-        "- CAM (shapes_cam) >= 90%: met (96.7%; the whole interval is above it).",
-        "- Grad-CAM (shapes_vgg) >= 90%: NOT met (89.8%; the interval contains it).",
-        "- occlusion (shapes_vgg) >= 90%: NOT met (86.7%; the whole interval is below it).",
-    ]
 
 
 def test_the_page_it_writes_names_its_command_and_keeps_the_notes(tmp_path):

@@ -44,3 +44,27 @@ def test_train_script_refuses_a_negative_warmup(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_shapes.main(["--model", "shapes_vgg", "--out", str(tmp_path), "--warmup-steps", "-1"])
     assert "--warmup-steps must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_permute_labels_trains_on_a_seeded_permutation_of_the_training_labels(tmp_path, monkeypatch):
+    """The data randomization test's network: the same recipe, the training labels shuffled (test labels kept)."""
+    from minicnn import data, models
+
+    seen = {}
+
+    def record(name, args, train_set, test_set):
+        seen.update(train=train_set.labels.copy(), test=test_set.labels.copy(), args=args)
+        raise KeyboardInterrupt  # stop before training
+
+    monkeypatch.setattr(train_shapes, "train_one", record)
+    with pytest.raises(KeyboardInterrupt):
+        train_shapes.main(["--model", "shapes_cam", "--out", str(tmp_path), "--train-size", "40", "--test-size", "10",
+                           "--permute-labels", "7"])
+    true = data.make_shapes(40, seed=1, distractor=0.5).labels
+    np.testing.assert_array_equal(seen["train"], np.random.default_rng(7).permutation(true))
+    assert not np.array_equal(seen["train"], true)
+    np.testing.assert_array_equal(seen["test"], data.make_shapes(10, seed=1001, distractor=0.5).labels)
+    card = train_shapes.model_card("shapes_cam", models.shapes_cam(seed=0), seen["args"], data.make_shapes(2),
+                                   data.make_shapes(2), [{"test_accuracy": 0.1}], 1.0)
+    assert card["data"]["labels_permuted_by_seed"] == 7
+    assert "--permute-labels 7" in card["reproduce"]

@@ -285,3 +285,12 @@ def test_without_hypothesis_the_import_error_says_what_to_install():
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line == """ImportError: minicnn.testing needs hypothesis: pip install "minicnn[testing]\""""
+
+
+def test_a_function_that_writes_into_its_arguments_does_not_change_the_case():
+    def scribbles(x, w, stride, padding):
+        y = conv2d(x, w, stride, padding)
+        x[...], w[...] = 7.0, 7.0
+        return y
+
+    check_conv2d(scribbles, max_examples=20)

@@ -16,6 +16,7 @@ const state = {
   occlusionJob: 0,      // bumped to forget an occlusion whose image changed
 };
 const PAGE_SIZE = 30;
+const CAMERA_IN_FLIGHT = 1;  // camera frames on their way at once (2 was slower: docs/explore.md, Speed)
 const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ talking to the server
@@ -255,7 +256,8 @@ function drawChannels(layerName, array) {
     }));
   }
   [...grid.querySelectorAll("canvas")].forEach((canvas, c) => {
-    paint(canvas, values, h, w, c * h * w);
+    const {high} = paint(canvas, values, h, w, c * h * w);
+    canvas.nextSibling.textContent = `${c}: max ${format(high)}`;
     canvas.classList.toggle("current", Boolean(state.unit && state.unit.layer === layerName && state.unit.channel === c));
   });
 }
@@ -427,12 +429,19 @@ async function startCamera() {
   video.srcObject = stream;
   video.classList.add("on");
   await video.play();
-  state.camera = {stream, running: true};
+  state.camera = {stream, running: true, sent: 0, shown: 0};
   state.frames = [];
   state.field = null;
   $("camera-start").disabled = true; $("camera-stop").disabled = false;
   $("input-caption").textContent = "the camera, as the network sees it";
-  cameraLoop(state.camera).catch((error) => { message(`camera: ${error.message}`); stopCamera(); });
+  for (let k = 0; k < CAMERA_IN_FLIGHT; k++) {
+    const camera = state.camera;
+    cameraLoop(camera).catch((error) => {
+      if (state.camera !== camera) return;
+      message(`camera: ${error.message}`);
+      stopCamera();
+    });
+  }
 }
 
 function stopCamera() {
@@ -445,30 +454,35 @@ function stopCamera() {
   $("rate").textContent = "";
 }
 
-function grabFrame(video) {  // the centre square of the video, at the network's input size
+function grabFrame(video, pixels) {  // the centre square of the video, at the network's input size
   const side = state.model.input[1];
-  inputPixels.width = side; inputPixels.height = side;
+  pixels.width = side; pixels.height = side;
   const square = Math.min(video.videoWidth, video.videoHeight);
-  inputPixels.getContext("2d").drawImage(video, (video.videoWidth - square) / 2, (video.videoHeight - square) / 2,
+  pixels.getContext("2d").drawImage(video, (video.videoWidth - square) / 2, (video.videoHeight - square) / 2,
     square, square, 0, 0, side, side);
-  return new Promise((resolve) => inputPixels.toBlob(resolve, "image/png"));
+  return new Promise((resolve) => pixels.toBlob(resolve, "image/png"));
 }
 
-async function cameraLoop(camera) {
+async function cameraLoop(camera) {  // one of CAMERA_IN_FLIGHT loops: grab, send, wait, draw, again
   const video = $("video");
+  const pixels = document.createElement("canvas");  // this loop's frame, drawn with its own answer
   while (camera.running) {
     if (!video.videoWidth) { await new Promise((resolve) => setTimeout(resolve, 50)); continue; }
-    const blob = await grabFrame(video);
+    const blob = await grabFrame(video, pixels);
+    const sent = ++camera.sent;
     const answer = await api("/api/frame", {method: "POST", body: form({image: new File([blob], "frame.png", {type: "image/png"}),
       method: state.method, layer: state.layer, target: state.target, encoding: "base64"})});
-    if (!camera.running) return;
+    if (!camera.running || sent < camera.shown) continue;  // a newer frame is already on the page
+    camera.shown = sent;
+    inputPixels.width = pixels.width; inputPixels.height = pixels.height;
+    inputPixels.getContext("2d").drawImage(pixels, 0, 0);
     drawInput();
     showTop5(answer.top5, answer.target);
     drawMap(answer.map, `${state.model.method_titles[answer.method]} for class ${answer.class} (live)`);
     drawChannels(answer.layer, answer.activations);
     const now = performance.now();
     state.frames.push(now);
-    while (state.frames.length && now - state.frames[0] > 2000) state.frames.shift();
+    while (state.frames.length && now - state.frames[0] > 5000) state.frames.shift();  // the rate over the last 5 s
     const rate = state.frames.length > 1 ? (state.frames.length - 1) / ((now - state.frames[0]) / 1000) : 0;
     document.body.dataset.frames = String(Number(document.body.dataset.frames || 0) + 1);
     document.body.dataset.rate = rate.toFixed(2);
