@@ -18,6 +18,7 @@ README = REPO / "README.md"
 RESULTS_COMMANDS = {
     "results/pointing-game.md": "python -m minicnn.recipes.pointing_game --n 3000 --out docs/results/pointing-game.md",
     "results/shapes-vgg.md": "python -m minicnn.recipes.select_shapes_vgg",
+    "results/class-models.md": "python -m minicnn.recipes.class_models --out docs/results/class-models.md",
     "results/checkerboard.md": "python -m minicnn.recipes.checkerboard",
     "results/evaluation.md": "minicnn evaluate --model shapes_vgg --n 50",
 }
