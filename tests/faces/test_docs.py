@@ -86,8 +86,8 @@ def test_the_site_builds_strict_and_offline_without_running_the_lessons(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("MINICNN_TEST_DOCS_WITH_LESSONS"),
-                    reason="runs every lesson a second time (tests/faces/test_lessons.py runs each once), 15-20 min "
-                           "on two cores: set MINICNN_TEST_DOCS_WITH_LESSONS=1 to include it")
+                    reason="runs every lesson a second time (tests/faces/test_lessons.py runs each once): "
+                           "set MINICNN_TEST_DOCS_WITH_LESSONS=1 to include it")
 def test_the_site_builds_with_every_lesson_run_and_its_figures(tmp_path):
     site = build_site(tmp_path, "run")
     assert_offline(site)
