@@ -202,12 +202,13 @@ save(fig, OUT, "transforms_f43")
 # minicnn's Numba kernels run F(4x4, 3x3) for float32 3x3 stride-1 convolutions with enough channels
 # ("auto": ops.choose_conv_algorithm): a block of ~96 tiles at a time, the 36 products by
 # single-threaded BLAS inside one parallel loop. The timings live in docs/performance.md (`minicnn
-# bench`); this lesson does not time anything. The lines of its main table on convolutions:
+# bench`); this lesson does not time anything. The convolution lines of its first table:
 
 # %%
 title("from docs/performance.md")
 page = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
-results = page.read_text().split("\n## Results")[-1].split("\n## ")[0].split("\n### One thread")[0] if page.exists() else ""
+section = page.read_text().split("\n## Results")[-1].split("\n## ")[0] if page.exists() else ""
+results = section.split("\n### ")[1] if "\n### " in section else section  # its first table
 rows = [line for line in results.splitlines() if re.match(r"\| (conv2d|VGG16)", line)]
 print("\n".join(rows) if rows else "(docs/performance.md is not in this checkout)")
 
