@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Lesson 13 — can we trust the maps? Faithfulness, sanity checks, the switches, segmentation
+# # Lesson 16 — can we trust the maps? Faithfulness, sanity checks, the switches, segmentation
 #
 # Lessons 6, 7 and 9 drew maps that point at the object. Pointing is not the same as explaining:
 # a map can point at the object because the object has edges, whatever the network learned.

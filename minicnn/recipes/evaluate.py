@@ -18,7 +18,7 @@ import time
 from minicnn.data import HELD_OUT_SEED
 from minicnn.evaluate import METRICS, Options, Settings, evaluate
 from minicnn.evaluate.report import write_results
-from minicnn.models import PRETRAINED, load_pretrained
+from minicnn.models import load_pretrained
 
 # what to type -> the method's name in minicnn.evaluate
 METHOD_NAMES = {"saliency": "saliency", "smoothgrad": "SmoothGrad", "guided": "guided backprop",
@@ -28,7 +28,8 @@ NEEDS = {"randomization": ("skimage", "scikit-image"), "segmentation": ("maxflow
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=sorted(PRETRAINED), help="the shipped network to evaluate")
+    parser.add_argument("--model", required=True, choices=["shapes_cam", "shapes_vgg"],
+                        help="the shipped classifier to evaluate")
     parser.add_argument("--weights-dir", default=None, help="a folder with <model>.npz and its card (default: shipped)")
     parser.add_argument("--permuted-weights", default=None, metavar="DIR",
                         help="randomization: also compare with <model>.npz in DIR, trained on permuted labels "
