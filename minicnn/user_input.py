@@ -128,7 +128,7 @@ def imagenet_model_and_mode(name, weights=None):
     state = read_weight_file(weights)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
     try:
-        net = models.imagenet_model_from_state(name, state, source=str(weights))
+        net = models.imagenet_model_from_state(name, state, source=str(weights), adopt=True)  # read for it alone
     except (ValueError, TypeError) as error:
         raise UserError(str(error)) from None
     return net.eval(), mode

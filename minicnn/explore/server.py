@@ -78,7 +78,7 @@ def load_model(name, weights=None):
         return net, cam_net, CLASS_NAMES, "shapes"
     build = models.shapes_cam if name == "shapes_cam" else models.shapes_vgg
     try:
-        net = build().load_state_dict(user_input.read_weight_file(weights)).eval()
+        net = build().load_state_dict(user_input.read_weight_file(weights), adopt=True).eval()
     except (ValueError, TypeError) as error:
         raise user_input.UserError(f"{weights} does not hold {name} weights: {error}") from None
     return net, (net if name == "shapes_cam" else None), CLASS_NAMES, "shapes"

@@ -77,7 +77,8 @@ def _imagenet(name, weights):
     path = models.imagenet_weights_file(name, weights)
     state = _read_state(path)
     mode = "caffe" if models.is_keras_vgg16(state) else "torch"
-    return models.imagenet_model_from_state(name, state, source=str(path)).eval(), imagenet_preprocessing(mode)
+    net = models.imagenet_model_from_state(name, state, source=str(path), adopt=True)  # state was read for it alone
+    return net.eval(), imagenet_preprocessing(mode)
 
 
 class GivenModel:

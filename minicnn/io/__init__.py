@@ -35,18 +35,15 @@ REAL_DTYPES, at most MAX_ARRAY_ELEMENTS elements.
 is saved with ``save_weights(path, net.state_dict())`` and loaded with
 ``net.load_state_dict(load_weights(path))``: the engine itself never reads files.
 """
-import lzma
 import os
-import struct
 import zipfile
-import zlib
 
 from .keras import keras_flatten_to_channels_first, load_keras_h5
 from .limits import DEFAULT_BUDGET, MAX_ARRAY_ELEMENTS, REAL_DTYPES, Budget, FileProblem, WeightFileError, check_state
 from .npz import load_npz, save_npz
 from .pytorch import load_torch_legacy, load_torch_zip
 from .safetensors import load_safetensors, save_safetensors
-from .zipfiles import open_archive
+from .zipfiles import _ZIP_ERRORS, open_archive
 
 __all__ = ["DEFAULT_BUDGET", "MAX_ARRAY_ELEMENTS", "REAL_DTYPES", "WeightFileError", "keras_flatten_to_channels_first",
            "load_weights", "save_weights"]
@@ -97,9 +94,8 @@ def _load_zip(path, stream, file_size, budget):
 
 # Low-level errors that mean "this file is malformed" (chained under the WeightFileError): what
 # zipfile, zlib, lzma, h5py, numpy and struct raise on bytes they cannot make sense of.
-_MALFORMED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, EOFError, struct.error,
-              ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError, RecursionError,
-              OSError, RuntimeError, NotImplementedError)
+# (h5py raises RuntimeError on a damaged file, e.g. "addr overflow"; zipfile's are in zipfiles._ZIP_ERRORS.)
+_MALFORMED = _ZIP_ERRORS + (IndexError, TypeError, AttributeError, RecursionError)
 
 
 def load_weights(path, budget=DEFAULT_BUDGET):

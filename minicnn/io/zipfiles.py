@@ -21,7 +21,8 @@ _ENCRYPTED, _PATCHED, _STRONG_ENCRYPTION = 0x1, 0x20, 0x40
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")   # signature ... name length, extra length
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _METHOD_NAMES = {zipfile.ZIP_STORED: "STORED", zipfile.ZIP_DEFLATED: "DEFLATE"}
-# Errors zipfile, zlib and lzma raise on a corrupt archive.
+# Errors zipfile, zlib and lzma raise on a corrupt archive (zipfile raises NotImplementedError for a
+# compression method it does not support, RuntimeError for an encrypted member).
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError, NotImplementedError,
                RuntimeError, EOFError, OSError, ValueError, struct.error, KeyError, OverflowError)
 
