@@ -38,6 +38,8 @@ np.savez(os.path.join(folder, "keras.npz"), x=x, scores=scores)
 def keras_vgg16_files(tmp_path_factory):
     if importlib.util.find_spec("keras") is None:   # not imported here: its backend is chosen at import
         pytest.skip("keras is not installed")
+    if importlib.util.find_spec("torch") is None:   # Keras runs on its torch backend here (KERAS_BACKEND=torch)
+        pytest.skip("torch is not installed (the test oracle: pip install torch==2.13.0)")
     pytest.importorskip("h5py")
     folder = tmp_path_factory.mktemp("keras_vgg16")
     subprocess.run([sys.executable, "-c", KERAS_WRITES_VGG16, str(folder)], check=True, timeout=900,
