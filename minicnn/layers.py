@@ -77,34 +77,47 @@ class NoInit:
     np.zeros, whose pages the operating system hands out only when they are first written."""
 
 
-# Elements drawn at a time: the float64 draws of a piece take 8 MiB, whatever the layer's size.
-_INIT_PIECE = 1 << 20
+# Elements drawn at a time: one float64 piece takes 2 MiB, whatever the layer's size.
+_INIT_PIECE = 1 << 18
 
 
-def _drawn(draw, shape, dtype):
-    """An array of `shape` and `dtype` filled with draw(n) (float64), one piece of _INIT_PIECE at a time.
+def _drawn(fill, shape, dtype):
+    """An array of `shape` and `dtype` filled by fill(piece), which writes float64 draws into `piece`
+    in place, one piece of _INIT_PIECE elements at a time through one reused float64 buffer.
 
-    A Generator gives the same numbers drawn in pieces as in one call, so this equals
-    draw(prod(shape)).reshape(shape).astype(dtype) without the whole float64 temporary.
+    A Generator gives the same numbers drawn in pieces as in one call, so this equals one whole
+    float64 draw cast to dtype, without the whole float64 temporary.
     """
     out = np.empty(shape, dtype)
     flat = out.reshape(-1)
+    buffer = np.empty(min(_INIT_PIECE, flat.size))
     for start in range(0, flat.size, _INIT_PIECE):
-        stop = min(start + _INIT_PIECE, flat.size)
-        flat[start:stop] = draw(stop - start)
+        piece = buffer[:min(_INIT_PIECE, flat.size - start)]
+        fill(piece)
+        flat[start:start + piece.size] = piece
     return out
 
 
 def he_normal(rng, shape, fan_in, dtype):
     """He (Kaiming) init for layers followed by ReLU: N(0, 2 / fan_in)."""
     scale = np.sqrt(2.0 / fan_in)
-    return _drawn(lambda n: rng.standard_normal(n) * scale, shape, dtype)
+
+    def fill(piece):
+        rng.standard_normal(out=piece)
+        piece *= scale
+    return _drawn(fill, shape, dtype)
 
 
 def xavier_uniform(rng, shape, fan_in, fan_out, dtype):
-    """Xavier (Glorot) init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out))."""
+    """Xavier (Glorot) init: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), drawn as -a + 2a * U(0, 1)
+    (the arithmetic of rng.uniform(-a, a), done in place)."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return _drawn(lambda n: rng.uniform(-limit, limit, size=n), shape, dtype)
+
+    def fill(piece):
+        rng.random(out=piece)
+        piece *= limit - (-limit)
+        piece += -limit
+    return _drawn(fill, shape, dtype)
 
 
 def _check_bias(bias):

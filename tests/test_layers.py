@@ -185,16 +185,17 @@ def test_switches_before_forward_is_an_error():
         MaxPool2d(2).switches
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("init", ["he", "xavier"])
-def test_initialisation_drawn_in_pieces_equals_one_draw(monkeypatch, init):
+def test_initialisation_drawn_in_pieces_equals_one_draw(monkeypatch, init, dtype):
     """Weights are drawn a piece at a time (no whole float64 temporary); the numbers are those of one draw."""
     import minicnn.layers
     monkeypatch.setattr(minicnn.layers, "_INIT_PIECE", 7)
-    layer = Linear(9, 5, init=init, rng=np.random.default_rng(3))
+    layer = Linear(9, 5, init=init, rng=np.random.default_rng(3), dtype=dtype)
     rng = np.random.default_rng(3)
     if init == "he":
         want = rng.standard_normal((5, 9)) * np.sqrt(2.0 / 9)
     else:
         limit = np.sqrt(6.0 / (9 + 5))
         want = rng.uniform(-limit, limit, size=(5, 9))
-    np.testing.assert_array_equal(layer.params["weight"], want.astype(np.float32))
+    np.testing.assert_array_equal(layer.params["weight"], want.astype(dtype))
