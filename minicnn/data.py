@@ -493,10 +493,20 @@ def iter_shapes(n, seed=0, batch_size=256, start=0, **kwargs):
 # Concepts for Network Dissection
 # ----------------------------------------------------------------------------------------------
 
+# The concepts by category (Broden's category names): the shape classes are objects, "background" a region.
+CONCEPT_CATEGORIES = (("object", CLASS_NAMES), ("color", COLOR_NAMES), ("texture", TEXTURE_NAMES),
+                      ("region", ("background",)))
+
+
 def concept_names():
     """The names of all concepts, in the order of concept_masks' second axis: every shape class,
-    every colour, every texture, then "background". All names are distinct."""
-    return CLASS_NAMES + COLOR_NAMES + TEXTURE_NAMES + ("background",)
+    every colour, every texture, then "background" (CONCEPT_CATEGORIES' order). All names are distinct."""
+    return tuple(name for _, names in CONCEPT_CATEGORIES for name in names)
+
+
+def concept_categories():
+    """{concept name: its category} for every concept: "object", "color", "texture" or "region"."""
+    return {name: category for category, names in CONCEPT_CATEGORIES for name in names}
 
 
 def concept_masks(batch):

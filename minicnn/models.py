@@ -59,6 +59,7 @@ from .layers import (
 from .network import Network
 
 SHAPES_CLASSES = 10      # len(minicnn.data.CLASS_NAMES)
+SHAPES_COLORS = 8        # len(minicnn.data.COLOR_NAMES): the classes of shapes_vgg_colour
 SHAPES_IMAGE_SIZE = 64   # the shapes models are built for (N, 3, 64, 64) images
 
 
@@ -343,13 +344,13 @@ def shapes_cam(seed=None):
 SHAPES_VGG_CHANNELS = (8, 16, 32)   # channels of blocks 1, 2, 3
 
 
-def shapes_vgg(seed=None):
-    """A small VGG for 64x64 shapes: (N, 3, 64, 64) -> (N, 10) scores.
+def shapes_vgg(seed=None, num_classes=SHAPES_CLASSES):
+    """A small VGG for 64x64 shapes: (N, 3, 64, 64) -> (N, num_classes) scores (10: the shape classes).
 
     block b (b = 1, 2, 3): conv{b}_1, relu{b}_1, conv{b}_2, relu{b}_2 (3x3, padding 1), pool{b} (2x2)
         block 1: 8 channels at 64x64 -> 32x32; block 2: 16 at 32x32 -> 16x16; block 3: 32 at 16x16 -> 8x8
     flatten (N, 2048); fc1 -> 128, relu_fc1 (the features for nearest neighbours and t-SNE),
-    dropout (p 0.3, training only), fc2 -> 10 scores. 281,746 parameters, 94% of them in fc1.
+    dropout (p 0.3, training only), fc2 -> num_classes scores. 281,746 parameters, 94% of them in fc1.
     Few channels at full resolution keep training fast: the convs at 64x64 cost the most.
     """
     rng = np.random.default_rng(seed)
@@ -365,9 +366,15 @@ def shapes_vgg(seed=None):
     layers += [
         ("flatten", Flatten()),
         ("fc1", Linear(c_in * side * side, 128, rng=rng)), ("relu_fc1", ReLU()), ("dropout", Dropout(0.3, rng=rng)),
-        ("fc2", Linear(128, SHAPES_CLASSES, init="xavier", rng=rng)),
+        ("fc2", Linear(128, num_classes, init="xavier", rng=rng)),
     ]
     return Network(layers)
+
+
+def shapes_vgg_colour(seed=None):
+    """shapes_vgg with 8 scores, one per colour of the object (minicnn.data.COLOR_NAMES): the network that
+    recipes/finetune_colour.py fine-tunes from shapes_vgg's weights, all but fc2 (a new 128 -> 8 head)."""
+    return shapes_vgg(seed, num_classes=SHAPES_COLORS)
 
 
 SEGMENTATION_CLASSES = SHAPES_CLASSES + 1   # channel 0 background, channel 1 + k class k of the shapes data
@@ -426,8 +433,10 @@ def shapes_autoencoder(code_size=8, side=32, seed=None):
     ])
 
 
-PRETRAINED = {"shapes_cam": shapes_cam, "shapes_vgg": shapes_vgg, "shapes_seg": shapes_seg}
-TRAINED_BY = {"shapes_cam": "train_shapes", "shapes_vgg": "train_shapes", "shapes_seg": "train_seg"}  # recipes
+PRETRAINED = {"shapes_cam": shapes_cam, "shapes_vgg": shapes_vgg, "shapes_seg": shapes_seg,
+              "shapes_vgg_colour": shapes_vgg_colour}
+TRAINED_BY = {"shapes_cam": "train_shapes", "shapes_vgg": "train_shapes", "shapes_seg": "train_seg",  # recipes
+              "shapes_vgg_colour": "finetune_colour"}
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # A regular (not editable) `pip install` copies weights/ here (setup.cfg, [options.data_files]);
 # one path for an installation into an environment, one for `pip install --user`.
@@ -478,9 +487,9 @@ def _expected_sha256(card_path, weights_path):
 
 def load_pretrained(name, weights_dir=None):
     """A shapes model with the weights trained by its recipe (TRAINED_BY: minicnn/recipes/train_shapes.py,
-    train_seg.py), ready to use (eval mode).
+    train_seg.py, finetune_colour.py), ready to use (eval mode).
 
-    name: "shapes_cam", "shapes_vgg" or "shapes_seg". weights_dir: None for the shipped weights (shipped_weights_dir()), or
+    name: "shapes_cam", "shapes_vgg", "shapes_seg" or "shapes_vgg_colour". weights_dir: None for the shipped weights (shipped_weights_dir()), or
     another folder holding <name>.npz and its model card <name>.json, or the .npz file itself.
     The file's SHA-256 must equal the card's "sha256" field before anything is loaded.
     """

@@ -245,19 +245,13 @@ class BrodenPart(NamedTuple):
 # ----------------------------------------------------------------------------------------------
 # the shapes concepts as a Broden dataset
 
-# the categories of the export, each holding a run of concept_names() (in that order, numbers 1, 2, ...)
-SHAPES_CATEGORIES = (("object", "CLASS_NAMES"), ("color", "COLOR_NAMES"), ("texture", "TEXTURE_NAMES"),
-                     ("region", None))
-
-
 def _shapes_label_plan():
-    """[(category, [(label number, name), ...]), ...]: the shapes concepts, numbered 1.. in the order of
-    minicnn.data.concept_names()."""
+    """[(category, [(label number, name), ...]), ...]: the shapes concepts by category
+    (minicnn.data.CONCEPT_CATEGORIES), numbered 1.. in the order of minicnn.data.concept_names()."""
     from .. import data
 
     plan, number = [], 1
-    for category, names in SHAPES_CATEGORIES:
-        names = getattr(data, names) if names else ("background",)
+    for category, names in data.CONCEPT_CATEGORIES:
         plan.append((category, [(number + i, name) for i, name in enumerate(names)]))
         number += len(names)
     return plan
