@@ -50,10 +50,12 @@ def colour_task(n, seed, distractor):
 
 
 def start_network(seed, base_dir=None):
-    """shapes_vgg_colour with every parameter but fc2's copied from the shipped shapes_vgg (fc2 drawn from seed)."""
+    """shapes_vgg_colour with every parameter but fc2's copied from the shipped shapes_vgg, fc2 zero."""
     net = models.shapes_vgg_colour(seed=seed)
     base = models.load_pretrained(BASE, base_dir).state_dict()
     net.load_state_dict({key: value for key, value in base.items() if not key.startswith("fc2.")}, strict=False)
+    for param in net.layers["fc2"].params.values():
+        param[...] = 0
     return net
 
 
@@ -108,7 +110,7 @@ def model_card(net, args, train_set, test_set, history, seconds):
         "architecture": repr(net),
         "parameters": int(sum(p.size for p in net.named_parameters().values())),
         "fine_tuned_from": {"model": BASE, "sha256": models.sha256_of_file(base_path),
-                            "kept": "every parameter but fc2's; fc2 (128 -> 8) drawn from the init seed"},
+                            "kept": "every parameter but fc2's; fc2 (128 -> 8) starts at zero"},
         "data": {"generator": "minicnn.data.make_shapes", "image_size": 64, "labels": "the object's colour",
                  "classes": list(data.COLOR_NAMES), "train_seed": args.data_seed, "train_size": len(train_set.labels),
                  "test_seed": args.data_seed + TEST_SEED_OFFSET, "test_size": len(test_set.labels),
@@ -202,7 +204,7 @@ def parse_args(argv):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--distractor", type=float, default=0.5, help="probability of a distractor object")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the new head, dropout and shuffling")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dropout masks and the shuffling")
     parser.add_argument("--data-seed", type=int, default=1, help="training images (shapes_vgg's); test: +1000")
     parser.add_argument("--layers", nargs="+", default=["relu2_2", "relu3_2"], help="layers to dissect")
     parser.add_argument("--dissect-images", type=int, default=1000, help="held-out images for each dissection")
