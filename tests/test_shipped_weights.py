@@ -100,3 +100,15 @@ def test_shapes_seg_mean_iou_on_fresh_images_is_within_one_point_of_its_card(fre
     confusion = segmentation_confusion(net, fresh_images.images, pixel_targets(fresh_images), SEGMENTATION_CLASSES)
     mean_iou = float(np.nanmean(iou_per_class(confusion)))
     assert abs(mean_iou - card["test_mean_iou"]) <= 0.01, (mean_iou, card["test_mean_iou"])
+
+
+def test_shapes_vgg_colour_accuracy_on_fresh_images_is_within_one_point_of_its_card(fresh_images):
+    """The fine-tuned network names the object's colour of 500 fresh images as well as its card says it did
+    on its 5,000 test images (within one point)."""
+    import json
+
+    from minicnn.models import shipped_weights_dir
+
+    card = json.loads((shipped_weights_dir() / "shapes_vgg_colour.json").read_text())
+    net = load_pretrained("shapes_vgg_colour")
+    assert abs(accuracy(net, fresh_images.images, fresh_images.colors) - card["test_accuracy"]) <= 0.01

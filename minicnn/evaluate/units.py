@@ -14,8 +14,14 @@ before and after fine-tuning) a unit CHANGES when its label differs: "disc" -> "
 from typing import NamedTuple
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
+from ..plot import save_figure
 from ..viz.dissection import Dissection
+
+NO_DETECTOR = "0.85"   # the figures' grey for a unit that detects nothing
 
 
 def _check_dissection(dissection, name):
@@ -83,50 +89,50 @@ def label_counts(dissection, categories):
     return counts
 
 
-def trajectory_figure(dissections, titles, categories, path=None, colors=None):
+def category_colors(categories):
+    """{category: an RGB colour}, tab10's colours in the order the categories first appear."""
+    return dict(zip(dict.fromkeys(categories.values()), colormaps["tab10"].colors))
+
+
+def trajectory_figure(dissections, titles, categories, path=None):
     """A grid of one layer's units (rows) over the dissections in training order (columns): each cell
     names the unit's label and IoU, coloured by the label's category (grey: no detector). Units whose
-    label never changes are left out. Returns the matplotlib Figure (saved to `path` if given)."""
-    import matplotlib.pyplot as plt
-
+    label never changes are left out. Returns the Figure (saved to `path` if given)."""
     if len(dissections) != len(titles) or not dissections:
         raise ValueError(f"give one title per dissection, at least one; got {len(dissections)} dissections and "
                          f"{len(titles)} titles")
     labels = np.array([unit_labels(d) for d in dissections], dtype=object).T          # (units, steps)
     moving = [unit for unit in range(labels.shape[0]) if len(set(labels[unit])) > 1]
-    colors = colors or dict(zip(dict.fromkeys(categories.values()), plt.get_cmap("tab10").colors))
+    colors = category_colors(categories)
     rows = max(len(moving), 1)
-    figure, axes = plt.subplots(figsize=(1.7 * len(titles) + 0.8, 0.32 * rows + 0.9))
+    figure = Figure(figsize=(1.7 * len(titles) + 2.2, 0.32 * rows + 0.9))
+    axes = figure.subplots()
     for r, unit in enumerate(moving):
         for step, dissection in enumerate(dissections):
             label, iou = labels[unit, step], dissection.table[unit].iou
-            color = "0.85" if label is None else colors[categories[label]]
-            axes.add_patch(plt.Rectangle((step, r), 1, 1, facecolor=color, edgecolor="white"))
+            color = NO_DETECTOR if label is None else colors[categories[label]]
+            axes.add_patch(Rectangle((step, r), 1, 1, facecolor=color, edgecolor="white"))
             axes.text(step + 0.5, r + 0.5, f"{label or '-'} {iou:.2f}", ha="center", va="center", fontsize=7)
     axes.set_xlim(0, len(titles))
     axes.set_ylim(rows, 0)
     axes.set_xticks(np.arange(len(titles)) + 0.5, titles, fontsize=8)
     axes.set_yticks(np.arange(len(moving)) + 0.5, [f"unit {u}" for u in moving], fontsize=7)
     axes.tick_params(length=0)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()] + [plt.Rectangle((0, 0), 1, 1, color="0.85")]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colors.values()] + [Rectangle((0, 0), 1, 1, color=NO_DETECTOR)]
     axes.legend(handles, list(colors) + ["no detector"], fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    layer = dissections[0].layer
-    axes.set_title(f"{layer}: the {len(moving)} units whose label changes (label and IoU)", fontsize=9)
+    axes.set_title(f"{dissections[0].layer}: the {len(moving)} units whose label changes (label and IoU)", fontsize=9)
     figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=120)
-    return figure
+    return save_figure(figure, path)
 
 
 def unique_detectors_figure(rows, categories, path=None):
-    """Bars of unique detectors per network, stacked by category (the paper's figure 5).
-    rows: [(network title, {category: tuple of concepts})]. Returns the Figure (saved to `path` if given)."""
-    import matplotlib.pyplot as plt
-
-    order = list(dict.fromkeys(categories.values()))
-    figure, axes = plt.subplots(figsize=(1.2 * len(rows) + 2.5, 3.2))
+    """Bars of unique detectors per network, stacked by category (like the paper's comparison across
+    architectures). rows: [(network title, {category: tuple of concepts})]. Returns the Figure (saved
+    to `path` if given)."""
+    figure = Figure(figsize=(1.2 * len(rows) + 2.5, 3.2))
+    axes = figure.subplots()
     bottom = np.zeros(len(rows))
-    for category, color in zip(order, plt.get_cmap("tab10").colors):
+    for category, color in category_colors(categories).items():
         counts = np.array([len(found.get(category, ())) for _, found in rows])
         axes.bar(range(len(rows)), counts, bottom=bottom, color=color, label=category)
         bottom += counts
@@ -134,6 +140,4 @@ def unique_detectors_figure(rows, categories, path=None):
     axes.set_ylabel("unique detectors")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=120)
-    return figure
+    return save_figure(figure, path)

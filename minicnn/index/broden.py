@@ -143,6 +143,14 @@ class BrodenSource:
     def __len__(self):
         return len(self.rows)
 
+    def concept_categories(self):
+        """{concept name: category}: the first category of category.csv whose c_<category>.csv lists it."""
+        categories = {}
+        for category, numbers in self.category_labels.items():
+            for number in sorted(numbers):
+                categories.setdefault(self.labels[number], category)
+        return categories
+
     @property
     def input_hw(self):
         return self.image_hw

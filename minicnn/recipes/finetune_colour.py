@@ -177,10 +177,7 @@ def write_report(report, dissections, history):
     (report / "units.md").write_text(text)
     titles = [f"step {step}" for step in dissections]
     for layer in next(iter(dissections.values())):
-        figure = trajectory_figure([d[layer] for d in dissections.values()], titles, categories,
-                                   report / f"trajectory_{layer}.png")
-        import matplotlib.pyplot as plt
-        plt.close(figure)
+        trajectory_figure([d[layer] for d in dissections.values()], titles, categories, report / f"trajectory_{layer}.png")
     return text
 
 

@@ -145,8 +145,9 @@ def write_readme(out):
     text = "\n".join([
         "# Shipped weights",
         "",
-        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` (shapes_seg: `train_seg.py`) on the",
-        "generated shapes dataset (`minicnn.data`, 64x64 RGB, 10 classes). Each `.npz` has a model card `.json` beside it with the",
+        "Trained by minicnn itself with `minicnn/recipes/train_shapes.py` (shapes_seg: `train_seg.py`;",
+        "shapes_vgg_colour: `finetune_colour.py`) on the generated shapes dataset (`minicnn.data`, 64x64 RGB, 10",
+        "classes; shapes_vgg_colour names the object's 8 colours). Each `.npz` has a model card `.json` beside it with the",
         "architecture, data seeds, optimizer, per-epoch history, the exact command that reproduces it, and",
         "the SHA-256 that `minicnn.models.load_pretrained` checks before loading.",
         "The training script writes this text and the table; it keeps the notes below them. Training time",

@@ -104,6 +104,7 @@ def test_the_shapes_export_dissected_equals_dissect_on_the_same_images(tmp_path)
     shapes = data.make_shapes(24, seed=5)
     shapes.images = np.round(shapes.images * 255).astype(np.uint8).astype(np.float32) / np.float32(255)
     assert BrodenSource(tmp_path / "broden").concept_names == data.concept_names()
+    assert BrodenSource(tmp_path / "broden").concept_categories() == data.concept_categories()
     for layer in ("relu2_2", "relu3_2"):
         expected = dissect(net, shapes, layer, batch_size=8, progress=False)
         np.testing.assert_array_equal(got[layer].thresholds, expected.thresholds)
