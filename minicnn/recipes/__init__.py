@@ -3,6 +3,8 @@ that they run after a regular `pip install .`.
 
     python -m minicnn.recipes.train_shapes --help        train shapes_cam / shapes_vgg (`minicnn train shapes`)
     python -m minicnn.recipes.train_seg --help           train shapes_seg (per-pixel classes; resumable)
+    python -m minicnn.recipes.finetune_colour --help     fine-tune shapes_vgg to colours; its units before and after
+    python -m minicnn.recipes.unique_detectors --help    unique detectors per network, by concept category
     python -m minicnn.recipes.checkerboard --help        the checkerboard of transposed convolutions, counted
     python -m minicnn.recipes.shape_codes --help         an autoencoder that draws shapes from a code
     python -m minicnn.recipes.pointing_game --help       the pointing game on held-out shapes images

@@ -23,6 +23,7 @@ from .sections_units import (
     dead_units_section,
     dissection_section,
     dream_section,
+    fine_tuning_section,
     neighbours_section,
     search_section,
     tsne_section,
@@ -52,6 +53,8 @@ SECTIONS = [
     ("dream", "DeepDream", "10_deep_dream.py", dream_section),
     ("dissection", "Network Dissection", "11_dissection_and_dead_units.py", dissection_section),
     ("dead", "Dead units", "11_dissection_and_dead_units.py", dead_units_section),
+    ("finetuning", "Units that change roles", "17_units_that_change_roles.py (docs/results/units.md)",
+     fine_tuning_section),
 ]
 
 

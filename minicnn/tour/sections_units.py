@@ -1,5 +1,5 @@
-"""Tour sections 9-15: gradient ascent, dataset search and DeconvNet, neighbours and t-SNE, DeepDream,
-dissection and dead units: what single units and whole layers respond to."""
+"""Tour sections: gradient ascent, dataset search and DeconvNet, neighbours and t-SNE, DeepDream,
+dissection, dead units and units that change roles: what single units and whole layers respond to."""
 import contextlib
 
 import numpy as np
@@ -235,3 +235,41 @@ def dead_units_section(tour):
     return [tour.panel(fig, "dead_units", f"Dead units: {dead} of {total} ReLU units never fire on these "
                        f"{len(images)} images (red): units (a feature map in a conv layer, one number in a "
                        "fully connected one) that stay dark for every input, capacity the network does not use.")]
+
+
+# ----------------------------------------------------------------------------------------------
+# 15. units that change roles when the network is fine-tuned
+
+
+def fine_tuning_section(tour):
+    from ..data import concept_categories
+    from ..evaluate.units import concept_changes, trajectory_figure, unique_detectors
+    from ..models import load_pretrained, shapes_vgg
+    from ..viz.dissection import dissect
+
+    subject = tour.subject
+    if subject.shapes_batch is None or subject.net_name != "shapes_vgg":
+        raise Skipped("it compares shapes_vgg with shapes_vgg_colour, its copy fine-tuned to name colours, on the "
+                      "shapes images")
+    batch, layer, categories = subject.shapes_batch[:tour.budget.dissect_images], "relu3_2", concept_categories()
+    networks = {"shapes_vgg": subject.net, "shapes_vgg_colour (fine-tuned)": load_pretrained("shapes_vgg_colour"),
+                "shapes_vgg, random weights": shapes_vgg(seed=0).eval()}
+    dissections = {name: dissect(net, batch, layer, progress=False) for name, net in networks.items()}
+    before, after = dissections["shapes_vgg"], dissections["shapes_vgg_colour (fine-tuned)"]
+    changed = concept_changes(before, after)
+    fig = trajectory_figure([before, after], ["shapes_vgg", "fine-tuned to colour"], categories)
+    order = list(dict.fromkeys(categories.values()))
+    rows = []
+    for name, dissection in dissections.items():
+        found = unique_detectors(dissection, categories)
+        rows.append([name, str(len(dissection.detectors))] + [f"{len(found[c])} ({', '.join(found[c]) or '-'})"
+                                                               for c in order])
+    return [
+        tour.panel(fig, "fine_tuning",
+                   f"Units that change roles (Bau 2017): shapes_vgg fine-tuned to name the object's colour. "
+                   f"{len(changed)} of {len(before.table)} units of {layer} change label on these {len(batch)} "
+                   "images; each cell gives a unit's best concept and its IoU (grey: no detector)."),
+        Table(["network", "detectors"] + [f"unique {c}" for c in order], rows,
+              f"Unique detectors of {layer} by concept category: the distinct concepts some unit detects (IoU > "
+              "0.04). docs/results/units.md has the run with every checkpoint and the other networks."),
+    ]

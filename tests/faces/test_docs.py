@@ -21,6 +21,7 @@ RESULTS_COMMANDS = {
     "results/class-models.md": "python -m minicnn.recipes.class_models --out docs/results/class-models.md",
     "results/checkerboard.md": "python -m minicnn.recipes.checkerboard",
     "results/evaluation.md": "minicnn evaluate --model shapes_vgg --n 50",
+    "results/units.md": "python -m minicnn.recipes.finetune_colour",
 }
 NUMBER_IN_A_TABLE = re.compile(r"^\|.*\d(\.\d+)?%|^\|.*\d\.\d+", flags=re.M)  # a table cell with 93.9% or 0.097
 COMMAND = re.compile(r"python -m minicnn\.|python lessons/|minicnn (bench|train|evaluate)")
