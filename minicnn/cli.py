@@ -26,7 +26,8 @@ import numpy as np
 
 from .explain import METHODS, Prepared, attribution_map, method_title, parse_methods
 from .user_input import (MODELS, SHAPES_SIZE, UserError, class_probabilities, imagenet_input, imagenet_model_and_mode,
-                         imagenet_notes, load_shapes_models, read_image, resolve_target, shapes_input)
+                         imagenet_notes, load_fine_tuned, load_shapes_models, read_image, resolve_target,
+                         shapes_input)
 
 
 
@@ -132,7 +133,8 @@ def tour_command(args):
         if args.images:
             raise UserError("--images is for --model alexnet|vgg16; the shapes tour generates its own images")
         cam_net, net = load_shapes_models(args.weights)
-        subject = tour.shapes_subject(cam_net, net, tour.SHAPES_FAST if args.fast else tour.SHAPES_BUDGET)
+        subject = tour.shapes_subject(cam_net, net, tour.SHAPES_FAST if args.fast else tour.SHAPES_BUDGET,
+                                      fine_tuned=load_fine_tuned(args.weights))
     else:
         subject = imagenet_subject(args, tour)
     started = time.perf_counter()

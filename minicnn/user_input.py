@@ -100,6 +100,18 @@ def load_shapes_models(weights=None):
     raise UserError(f"{weights} does not fit the shapes models: " + " || ".join(problems))
 
 
+def load_fine_tuned(weights=None):
+    """shapes_vgg_colour (shapes_vgg fine-tuned to colours) from the shipped weights or the --weights
+    folder, or None where there is none (one weight file given, or a folder without it)."""
+    from .models import pretrained_paths
+
+    if weights is not None and not Path(weights).is_dir():
+        return None
+    if not pretrained_paths("shapes_vgg_colour", weights)[0].is_file():
+        return None
+    return pretrained("shapes_vgg_colour", weights)
+
+
 def pretrained(name, folder):
     """models.load_pretrained(name, folder) with its errors turned into one-line advice."""
     from . import models

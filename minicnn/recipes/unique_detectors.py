@@ -1,16 +1,16 @@
 """Unique detectors per network, by concept category (Bau et al. 2017's comparison across architectures).
 
     python -m minicnn.recipes.unique_detectors --out unique-detectors          # the shapes networks
-    python -m minicnn.recipes.unique_detectors --out ud --imagenet vgg16 --broden BRODEN_DIR --imagenet-layer features_29
+    python -m minicnn.recipes.unique_detectors --out ud --broden BRODEN_DIR --broden-model vgg16
 
 Each network's last convolutional layer (after its ReLU) is dissected (minicnn.viz.dissection) on
 --n held-out shapes images (data.HELD_OUT_SEED, distractors half the time): shapes_cam, shapes_vgg,
 shapes_vgg_colour (shapes_vgg fine-tuned to name colours, recipes/finetune_colour.py), and the two
 architectures with random weights (init seed 0). A unit is a detector of its best concept when the IoU
 exceeds 0.04; the unique detectors of a category are the distinct concepts of that category that some
-unit detects (minicnn.evaluate.units). With --imagenet and --broden, an ImageNet network (weights from
---weights or the fetch_weights cache) is dissected over a Broden-format dataset too
-(minicnn.index.dissect_source), its categories those of the dataset.
+unit detects (minicnn.evaluate.units). With --broden, one more network (--broden-model: vgg16 by default,
+weights from --weights or the fetch_weights cache; or alexnet, or a shapes network) is dissected over a
+Broden-format dataset (minicnn.index.dissect_source, streamed), its categories those of the dataset.
 Writes <out>/unique_detectors.csv (network, layer, category, count, concepts), unique_detectors.md and
 unique_detectors.png (bars stacked by category).
 """
@@ -43,15 +43,19 @@ def shapes_rows(n, seed, batch_size=64):
     return rows
 
 
-def imagenet_row(name, weights, broden, layer, out):
-    """(title, layer, Dissection, categories) of an ImageNet network over a Broden dataset (streamed)."""
+# the layer dissected over a Broden dataset when --broden-layer is not given
+BRODEN_LAYERS = {"vgg16": "features_29", "alexnet": "features_11", "shapes_vgg": "relu3_2", "shapes_cam": "relu4"}
+
+
+def broden_row(name, weights, broden, layer, out):
+    """(title, layer, Dissection, categories) of a network (index.model.MODEL_NAMES) over a Broden dataset."""
     from minicnn.index import BrodenSource, ModelSpec, dissect_source
     from minicnn.index.model import loaded
 
     spec = ModelSpec(name, None if weights is None else str(weights))
     _, preprocessing = loaded(spec)
     source = BrodenSource(broden, preprocessing)
-    dissection = dissect_source(spec, source, [layer], Path(out) / f"dissect-{name}")[layer]
+    dissection = dissect_source(spec, source, [layer], Path(out) / f"dissect-{name}", progress=False)[layer]
     return (f"{name} (Broden)", layer, dissection, source.concept_categories())
 
 
@@ -84,20 +88,19 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=2000, help="held-out shapes images to dissect on")
     parser.add_argument("--seed", type=int, default=data.HELD_OUT_SEED, help="their data seed")
     parser.add_argument("--out", type=Path, default=Path("unique-detectors"))
-    parser.add_argument("--imagenet", choices=("alexnet", "vgg16"), help="also an ImageNet network (needs --broden)")
-    parser.add_argument("--weights", type=Path, help="its weight file (default: the fetch_weights cache)")
-    parser.add_argument("--broden", type=Path, help="a Broden-format dataset for the ImageNet network")
-    parser.add_argument("--imagenet-layer", default=None, help="its layer (default: features_29 / features_11)")
+    parser.add_argument("--broden", type=Path, help="a Broden-format dataset: one more network is dissected over it")
+    parser.add_argument("--broden-model", choices=tuple(BRODEN_LAYERS), default="vgg16", help="that network")
+    parser.add_argument("--weights", type=Path, help="its weight file (default: the shipped weights or the "
+                                                     "fetch_weights cache)")
+    parser.add_argument("--broden-layer", default=None, help="its layer (default: BRODEN_LAYERS)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n must be at least 1, got {args.n}")
-    if (args.imagenet is None) != (args.broden is None):
-        parser.error("--imagenet and --broden go together: an ImageNet network is dissected over a Broden dataset")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = shapes_rows(args.n, args.seed)
-    if args.imagenet:
-        layer = args.imagenet_layer or {"vgg16": "features_29", "alexnet": "features_11"}[args.imagenet]
-        rows.append(imagenet_row(args.imagenet, args.weights, args.broden, layer, args.out))
+    if args.broden is not None:
+        layer = args.broden_layer or BRODEN_LAYERS[args.broden_model]
+        rows.append(broden_row(args.broden_model, args.weights, args.broden, layer, args.out))
     text = table(rows)
     (args.out / "unique_detectors.md").write_text(text)
     write_csv(args.out / "unique_detectors.csv", rows)

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from .. import ops, plot
 from ..layers import ReLU
-from .parts import Skipped
+from .parts import Skipped, Table
 from .subject import feature_layer, in_rgb_order, search_layers
 
 # ----------------------------------------------------------------------------------------------
@@ -244,15 +244,15 @@ def dead_units_section(tour):
 def fine_tuning_section(tour):
     from ..data import concept_categories
     from ..evaluate.units import concept_changes, trajectory_figure, unique_detectors
-    from ..models import load_pretrained, shapes_vgg
+    from ..models import shapes_vgg
     from ..viz.dissection import dissect
 
     subject = tour.subject
-    if subject.shapes_batch is None or subject.net_name != "shapes_vgg":
+    if subject.shapes_batch is None or subject.net_name != "shapes_vgg" or subject.fine_tuned is None:
         raise Skipped("it compares shapes_vgg with shapes_vgg_colour, its copy fine-tuned to name colours, on the "
-                      "shapes images")
+                      "shapes images (the weights folder has no shapes_vgg_colour)")
     batch, layer, categories = subject.shapes_batch[:tour.budget.dissect_images], "relu3_2", concept_categories()
-    networks = {"shapes_vgg": subject.net, "shapes_vgg_colour (fine-tuned)": load_pretrained("shapes_vgg_colour"),
+    networks = {"shapes_vgg": subject.net, "shapes_vgg_colour (fine-tuned)": subject.fine_tuned,
                 "shapes_vgg, random weights": shapes_vgg(seed=0).eval()}
     dissections = {name: dissect(net, batch, layer, progress=False) for name, net in networks.items()}
     before, after = dissections["shapes_vgg"], dissections["shapes_vgg_colour (fine-tuned)"]

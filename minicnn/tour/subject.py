@@ -79,6 +79,8 @@ class Subject:
     ascent_mean:  where gradient ascent starts (a number or a per-channel mean, in network-input units)
     description:  one line for the top of index.html
     net_name, cam_net_name: what to call the two networks in tables
+    fine_tuned:   net fine-tuned to another task (shapes: shapes_vgg_colour), for the units that change
+                  roles, or None
     bgr:          the network's input channels are blue, green, red (Keras' caffe mode): signals and
                   first-layer filters in the network's channel order are flipped before they are shown
     """
@@ -103,6 +105,7 @@ class Subject:
     net_name: str = "shapes_vgg"
     cam_net_name: str = "shapes_cam"
     bgr: bool = False
+    fine_tuned: Optional[Network] = None
 
 
 def in_rgb_order(subject, signal_chw):
@@ -118,8 +121,9 @@ def one_per_class_first(labels):
     return np.array(firsts + rest)
 
 
-def shapes_subject(cam_net, net, budget=SHAPES_BUDGET, seed=HELD_OUT_SEED):
-    """A tour of the shapes models on freshly generated held-out images (dataset seed `seed`)."""
+def shapes_subject(cam_net, net, budget=SHAPES_BUDGET, seed=HELD_OUT_SEED, fine_tuned=None):
+    """A tour of the shapes models on freshly generated held-out images (dataset seed `seed`);
+    fine_tuned: shapes_vgg_colour, or None (its section is then skipped)."""
     size = max(budget.pointing, budget.search_images, budget.neighbour_images, budget.tsne_images,
                budget.dissect_images, budget.dream_images, 10)
     batch = make_shapes(size, seed=seed, distractor=DISTRACTOR_PROBABILITY)
@@ -131,7 +135,7 @@ def shapes_subject(cam_net, net, budget=SHAPES_BUDGET, seed=HELD_OUT_SEED):
         name="shapes", net=net, cam_net=cam_net, class_names=CLASS_NAMES,
         images=shown.images, display=shown.images, targets=shown.labels, masks=shown.masks,
         pool=batch.images, pool_display=batch.images, pool_labels=batch.labels, shapes_batch=batch,
-        budget=budget, net_name=net_name, ascent_mean=batch.images.mean(axis=(0, 2, 3)),
+        budget=budget, net_name=net_name, ascent_mean=batch.images.mean(axis=(0, 2, 3)), fine_tuned=fine_tuned,
         description=f"{names} on {size} freshly generated 64x64 shapes images (make_shapes seed {seed}, "
                     f"never seen in training); maps explain each image's true class",
     )

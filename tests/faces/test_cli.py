@@ -26,7 +26,7 @@ SECTION_TITLES = [
     "Convolution is a matrix", "Learned upsampling and the checkerboard", "First-layer filters",
     "Saliency and SmoothGrad", "Occlusion", "CAM and Grad-CAM", "Guided backpropagation", "Pointing game",
     "Can we trust the maps?", "Gradient ascent: class models", "Dataset search and DeconvNet",
-    "Nearest neighbours", "t-SNE", "DeepDream", "Network Dissection", "Dead units",
+    "Nearest neighbours", "t-SNE", "DeepDream", "Network Dissection", "Dead units", "Units that change roles",
 ]
 
 
@@ -35,11 +35,12 @@ SECTION_TITLES = [
 
 
 def write_tiny_weights(folder):
-    """Train shapes_cam and shapes_vgg for one step on 32 images; save each with a model card."""
+    """Train shapes_cam, shapes_vgg and shapes_vgg_colour for one step on 32 images; save each with a model card."""
     batch = data.make_shapes(32, seed=1)
-    for name in ("shapes_cam", "shapes_vgg"):   # the classifiers the CLI's methods use
+    for name in ("shapes_cam", "shapes_vgg", "shapes_vgg_colour"):   # the classifiers the CLI and the tour use
         net = models.PRETRAINED[name](seed=0)
-        fit(net, Adam(net, lr=1e-3), batch.images, batch.labels, epochs=1, batch_size=32, progress=False)
+        labels = batch.colors if name == "shapes_vgg_colour" else batch.labels
+        fit(net, Adam(net, lr=1e-3), batch.images, labels, epochs=1, batch_size=32, progress=False)
         path = folder / f"{name}.npz"
         save_weights(path, net.state_dict())
         path.with_suffix(".json").write_text(json.dumps({"model": name, "sha256": models.sha256_of_file(path)}))
