@@ -170,12 +170,19 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, algorithm="auto"):
     dx = conv_transpose2d(dy, w)  (the transposed convolution, with output_padding to reach x's size),
     dw = dy_rows @ im2col(x).T (computed tile by tile: kernels.conv2d_weight_grad), db = dy summed
     over N, Ho, Wo.  Returns (dx, dw, db). The columns im2col(x) are rebuilt tile by tile, in cache:
-    faster than keeping them in memory (C*kh*kw times the size of x). algorithm: for dx (dw is im2col's).
+    faster than keeping them in memory (C*kh*kw times the size of x).
+    algorithm (choose_conv_algorithm): "winograd" computes dx and dw together by F(4x4, 3x3) transposed
+    (kernels.winograd_conv2d_backward, minicnn.winograd.conv2d_backward), "im2col" as above.
     """
     _check_conv_operands(x, w, None)
-    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding, algorithm)  # checks dy's shape against x's
+    check_array(dy, "dy", ndim=4, dtype_like=x)
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
+    if choose_conv_algorithm(algorithm, kernel, stride, padding, x.dtype, w.shape[1], w.shape[0]) == "winograd":
+        check_shape(dy, "dy", (x.shape[0], w.shape[0], *conv2d_output_shape(x.shape[2:], kernel, stride, padding)))
+        dx, dw = kernels.winograd_conv2d_backward(dy, x, w, padding[0])
+    else:
+        dx = conv2d_input_gradient(dy, w, x.shape, stride, padding, "im2col")  # checks dy's shape against x's
+        dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 

@@ -180,3 +180,61 @@ def conv_transpose2d(y, w, b=None, padding=1, m=4):
     -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), padding 0 to 2. At stride 1 it is an ordinary 3x3 conv of
     y with the flipped filter (channels swapped) and padding 2 - p, so Winograd computes it too."""
     return conv2d(y, flip_kernel(w), b, KERNEL_SIZE - 1 - padding, m)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2D, many channels: the backward pass, by the same algorithm transposed
+
+
+def output_tiles(dy, m):
+    """dy (N, F, Ho, Wo) -> its m x m tiles (N, F, th, tw, m, m), side by side (no overlap): tile
+    (p, q) holds rows p*m .. p*m + m - 1 and the same columns; zeros past the last row / column."""
+    n, f, ho, wo = dy.shape
+    th, tw = tile_grid((ho, wo), m)
+    dy_padded = np.pad(dy, ((0, 0), (0, 0), (0, th * m - ho), (0, tw * m - wo)))
+    return dy_padded.reshape(n, f, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)
+
+
+def add_input_tiles(tiles, input_shape, padding, m):
+    """The adjoint of input_tiles: tiles (N, C, th, tw, alpha, alpha) -> x (N, C, H, W). Every tile is
+    added back where input_tiles read it; overlapping tiles add up; what lies in the padding is dropped."""
+    n, c, h, w = input_shape
+    th, tw, alpha = tiles.shape[2], tiles.shape[3], tiles.shape[4]
+    x_padded = np.zeros((n, c, th * m + alpha - m, tw * m + alpha - m), dtype=tiles.dtype)
+    for i in range(alpha):
+        for j in range(alpha):
+            x_padded[:, :, i : i + th * m : m, j : j + tw * m : m] += tiles[:, :, :, :, i, j]
+    return x_padded[:, :, padding : padding + h, padding : padding + w].copy()
+
+
+def conv2d_backward(dy, x, w, padding=1, m=4):
+    """(dx, dw) of y = conv2d(x, w, b, padding, m) given dy = dL/dy (N, F, Ho, Wo), by F(m x m, 3 x 3)
+    transposed; x (N, C, H, W), w (F, C, 3, 3). Computed in dy's dtype.
+
+    One tile of the forward pass is linear in the filter g and in the input tile d:
+        Y = A^T [ (G g G^T) * (B^T d B) ] A
+    so the gradients of one tile are its transposes (<A^T Z A, dY> = <Z, A dY A^T>, and so on):
+        dd = B [ (G g G^T) * (A dY A^T) ] B^T      (alpha, alpha): added back onto the input tile
+        dg = G^T [ (B^T d B) * (A dY A^T) ] G      (3, 3): summed over all tiles
+    Here dY is an m x m tile of dy, and its transform Z = A dY A^T (alpha, alpha) is shared by both.
+    With channels, for every transformed position (i, j), one matrix product each:
+        P[i, j] = U[i, j]^T @ Z[i, j]     (C, F) @ (F, tiles)     then dx = the tiles B P B^T, added up
+        M[i, j] = Z[i, j] @ V[i, j]^T     (F, tiles) @ (tiles, C)  summed over every tile of every image
+    with U = G w G^T (F, C, alpha, alpha) and V = B^T d B the input tiles; then dw = G^T M G.
+    """
+    at, g, bt = (matrix.astype(dy.dtype) for matrix in transforms(m))
+    n, c, h, wd = x.shape
+    f = w.shape[0]
+    alpha = m + 2
+    th, tw = tile_grid(dy.shape[2:], m)
+    z = at.T @ output_tiles(dy, m) @ at  # (N, F, th, tw, alpha, alpha)
+    v = bt @ input_tiles(x.astype(dy.dtype), padding, m) @ bt.T  # (N, C, th, tw, alpha, alpha)
+    u = g @ w.astype(dy.dtype) @ g.T  # (F, C, alpha, alpha)
+    z_by_position = z.transpose(4, 5, 1, 0, 2, 3).reshape(alpha, alpha, f, n * th * tw)
+    v_by_position = v.transpose(4, 5, 1, 0, 2, 3).reshape(alpha, alpha, c, n * th * tw)
+    p = u.transpose(2, 3, 1, 0) @ z_by_position  # (alpha, alpha, C, tiles)
+    p = p.reshape(alpha, alpha, c, n, th, tw).transpose(3, 2, 4, 5, 0, 1)
+    dx = add_input_tiles(bt.T @ p @ bt, (n, c, h, wd), padding, m)
+    products = z_by_position @ v_by_position.transpose(0, 1, 3, 2)  # (alpha, alpha, F, C), summed over tiles
+    dw = g.T @ products.transpose(2, 3, 0, 1) @ g  # (F, C, 3, 3)
+    return dx, np.ascontiguousarray(dw)
