@@ -746,6 +746,16 @@ def _input_band(x, b, ch, top, left, band):
 
 
 @njit(cache=True)
+def _bt6_columns(x_flat, start, w, rows):
+    """rows[:, q] = B^T d for the column d = x_flat[start + q + i*w], i = 0..5, of a band of 6 rows of a
+    plane of width w that lies inside it, for every q < rows.shape[1]: _input_band + B^T without the copy."""
+    for q in range(rows.shape[1]):
+        s = start + q
+        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
+            x_flat[s], x_flat[s + w], x_flat[s + 2 * w], x_flat[s + 3 * w], x_flat[s + 4 * w], x_flat[s + 5 * w])
+
+
+@njit(cache=True)
 def _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v):
     """v[:, (ch - c0)*count + t] = B^T d B (flattened 6x6) for the channels c0 <= ch < c1 and the tiles
     first + t, t < count, of x; v (36, >= (c1 - c0)*count); band (6, >= 4*count + 2) scratch.
@@ -753,16 +763,21 @@ def _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, ba
     The tiles of one row of tiles overlap and share their 6 input rows: B^T is applied to the columns
     of that band of rows once, for all its tiles at a time (a loop the compiler vectorises), then B to
     the rows of each tile."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    x_flat = x.reshape(-1)  # x[b, ch, r, q] = x_flat[((b*C + ch)*H + r)*W + q]
     for ch in range(c0, c1):
         t = 0
         while t < count:  # a run of tiles in one row of tiles
             b, top, left = _tile_origin(first + t, tiles_h, tiles_w, padding)
             run = min(count - t, tiles_w - (first + t) % tiles_w)
             rows = band[:, : 4 * run + 2]
-            _input_band(x, b, ch, top, left, rows)
-            for q in range(4 * run + 2):  # B^T d: the columns of the whole band
-                rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
-                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
+            if 0 <= top and top + 6 <= h and 0 <= left and left + 4 * run + 2 <= w:  # inside x: no copy
+                _bt6_columns(x_flat, ((b * c + ch) * h + top) * w + left, w, rows)
+            else:
+                _input_band(x, b, ch, top, left, rows)
+                for q in range(4 * run + 2):  # B^T d: the columns of the whole band
+                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
+                        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
             for s in range(run):  # (B^T d) B: the rows of each tile
                 at, o = (ch - c0) * count + t + s, 4 * s
                 for k in range(6):
@@ -914,14 +929,6 @@ def _winograd(x, u, f, b, padding):
                             v_row, products_row, scratch)
 
 
-def winograd_conv_transpose2d(y, w, b, padding):
-    """The transpose of conv2d (3x3, stride 1, padding 0 to 2) with the forward weights w (F, C, 3, 3):
-    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. At stride 1 it is the
-    3x3 convolution of y with the flipped filters (channels swapped) and padding 2 - p.
-    NumPy twin: minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4)."""
-    return _winograd(y, _winograd_filters_of(w, "flipped"), w.shape[1], b, 2 - padding)
-
-
 # ---------------------------------------------------------------------------------------------
 # Winograd F(4x4, 3x3) backward: dx and dw in one pass over the tiles
 # ---------------------------------------------------------------------------------------------
@@ -970,11 +977,22 @@ def _gt6(m0, m1, m2, m3, m4, m5):
 
 
 @njit(cache=True)
+def _a4_columns(dy_flat, start, wo, rows):
+    """rows[:, q] = A y for the column y = dy_flat[start + q + i*wo], i = 0..3, of a band of 4 rows of a
+    plane of width wo that lies inside it, for every q < rows.shape[1]."""
+    for q in range(rows.shape[1]):
+        s = start + q
+        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _a4(
+            dy_flat[s], dy_flat[s + wo], dy_flat[s + 2 * wo], dy_flat[s + 3 * wo])
+
+
+@njit(cache=True)
 def _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z):
     """z[:, g*count + t] = A dY A^T (flattened 6x6) for every filter g and the 4x4 tiles first + t,
     t < count, of dy (zeros past its last row / column); z (36, >= F*count), band (6, >= 4*count) scratch.
     As in _winograd_input_tiles, A is applied to the columns of a band of tiles at once, then to the rows."""
     f, ho, wo = dy.shape[1], dy.shape[2], dy.shape[3]
+    dy_flat = dy.reshape(-1)
     for g in range(f):
         t = 0
         while t < count:  # a run of tiles in one row of tiles
@@ -982,17 +1000,20 @@ def _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z):
             run = min(count - t, tiles_w - (first + t) % tiles_w)
             width, inside = 4 * run, min(4 * run, wo - left)
             rows = band[:, :width]
-            for i in range(4):
-                if top + i >= ho:
-                    rows[i] = 0
-                    continue
-                row = dy[b, g, top + i]
-                for q in range(inside):
-                    rows[i, q] = row[left + q]
-                rows[i, inside:] = 0
-            for q in range(width):  # A dY: the columns of the whole band
-                rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _a4(
-                    rows[0, q], rows[1, q], rows[2, q], rows[3, q])
+            if top + 4 <= ho and inside == width:  # inside dy: no copy
+                _a4_columns(dy_flat, ((b * f + g) * ho + top) * wo + left, wo, rows)
+            else:
+                for i in range(4):
+                    if top + i >= ho:
+                        rows[i] = 0
+                        continue
+                    row = dy[b, g, top + i]
+                    for q in range(inside):
+                        rows[i, q] = row[left + q]
+                    rows[i, inside:] = 0
+                for q in range(width):  # A dY: the columns of the whole band
+                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _a4(
+                        rows[0, q], rows[1, q], rows[2, q], rows[3, q])
             for s in range(run):  # (A dY) A^T: the rows of each tile
                 at, o = g * count + t + s, 4 * s
                 for k in range(6):
@@ -1037,31 +1058,33 @@ def _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1
 
 
 @njit(cache=True)
-def _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, count, c0, c1, z, v, p, product,
+def _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, count, c0, c1, weights, z, v, p, product,
                              sums, band, dx):
-    """One block: tiles first .. first + count - 1, channels c0 <= ch < c1: transform dy's and x's tiles,
-    multiply, add dx's tiles onto dx and dw's products into sums (36, >= C*F); z (36, >= F*count),
+    """One block: tiles first .. first + count - 1, channels c0 <= ch < c1: transform dy's tiles (and, with
+    weights, x's), multiply, add dx's tiles onto dx (and dw's products into sums (36, >= C*F)); z (36, >= F*count),
     v and p (36, >= (c1 - c0)*count), product (>= (c1 - c0)*F) scratch. Serial, as _winograd_block."""
     f, kc = dy.shape[1], c1 - c0
     _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z)
-    _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v)
+    if weights:
+        _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v)
     dw_t = product[: kc * f].reshape(kc, f)
     for k in range(36):
         z_k = z[k, : f * count].reshape(f, count)
         np.dot(u_t[k, c0 * f : c1 * f].reshape(kc, f), z_k, p[k, : kc * count].reshape(kc, count))
-        np.dot(v[k, : kc * count].reshape(kc, count), z_k.T, dw_t)  # z_k.T: BLAS reads it transposed
-        _add_into(sums[k, c0 * f : c1 * f], product[: kc * f])
+        if weights:
+            np.dot(v[k, : kc * count].reshape(kc, count), z_k.T, dw_t)  # z_k.T: BLAS reads it transposed
+            _add_into(sums[k, c0 * f : c1 * f], product[: kc * f])
     _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1, band, dx)
 
 
 @njit(parallel=True, cache=True)
-def _winograd_conv2d_backward(dy, x, u_t, padding, tiles_h, tiles_w, groups, chunks, block, z_row, v_row,
-                              sum_row, scratch):
-    """The loops of winograd_conv2d_backward (see there): dy (N, F, Ho, Wo), x (N, C, H, W), u_t (36, >= C*F)
-    -> dx (N, C, H, W); each thread's sums of dw's transformed products stay in its row of scratch
-    (threads, 36 * (z_row + 2 * v_row + sum_row) + ...), at 36 * (z_row + 2 * v_row) (_winograd_filter_gradients)."""
-    n, f = dy.shape[0], dy.shape[1]
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+def _winograd_conv2d_backward(dy, x, u_t, bias, h, w, padding, tiles_h, tiles_w, groups, chunks, block, weights,
+                              z_row, v_row, sum_row, scratch):
+    """The loops of _winograd_backward (see there): dy (N, F, Ho, Wo), u_t (36, >= C*F), bias (C,)
+    -> dx (N, C, H, W); with weights, also dw's transformed products from x (N, C, H, W): each thread's
+    sums stay in its row of scratch (threads, 36 * (z_row + 2 * v_row + sum_row) + ...), at
+    36 * (z_row + 2 * v_row) (_winograd_filter_gradients)."""
+    n, f, c = dy.shape[0], dy.shape[1], bias.size
     threads = scratch.shape[0]
     dx = np.empty((n, c, h, w), dtype=dy.dtype)
     most = -(-c // chunks)  # channels of the largest chunk
@@ -1080,11 +1103,12 @@ def _winograd_conv2d_backward(dy, x, u_t, padding, tiles_h, tiles_w, groups, chu
             group, chunk = item // chunks, item % chunks
             b0, b1 = group * n // groups, (group + 1) * n // groups
             c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks
-            dx[b0:b1, c0:c1] = 0
+            for ch in range(c0, c1):
+                dx[b0:b1, ch] = bias[ch]
             last = b1 * tiles_h * tiles_w
             for first in range(b0 * tiles_h * tiles_w, last, block):
                 _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, min(block, last - first),
-                                         c0, c1, z, v, p, product, sums, band, dx)
+                                         c0, c1, weights, z, v, p, product, sums, band, dx)
     return dx
 
 
@@ -1114,12 +1138,33 @@ def _winograd_filter_gradients(scratch, at, sum_row, f, c):
 def winograd_conv2d_backward(dy, x, w, padding):
     """(dx, dw) of y = conv2d(x, w, b) (3x3, stride 1, padding 0, 1 or 2) given dy (N, F, Ho, Wo), by
     F(4x4, 3x3) transposed; x (N, C, H, W), w (F, C, 3, 3). NumPy twin:
-    minicnn.winograd.conv2d_backward(dy, x, w, padding, m=4).
+    minicnn.winograd.conv2d_backward(dy, x, w, padding, m=4)."""
+    return _winograd_backward(dy, x, w, None, x.shape[2:], padding)
+
+
+def winograd_conv_transpose2d(y, w, b, padding):
+    """The transpose of conv2d (3x3, stride 1, padding 0 to 2) with the forward weights w (F, C, 3, 3):
+    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. Two ways, the same numbers:
+      - it is the input gradient of that conv2d (y playing dy), plus b: F(4x4, 3x3) transposed, without
+        dw (_winograd_backward). Used when there are at least as many images as threads;
+      - at stride 1 it is also the 3x3 convolution of y with the flipped filters (channels swapped) and
+        padding 2 - p (_winograd, as conv2d). Used for fewer images: the first would cut x's channels into
+        chunks, each transforming all of y's tiles again.
+    NumPy twins: minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4) and winograd.conv2d with the
+    flipped filters."""
+    if y.shape[0] < numba.get_num_threads():
+        return _winograd(y, _winograd_filters_of(w, "flipped"), w.shape[1], b, 2 - padding)
+    output_hw = (y.shape[2] + 2 - 2 * padding, y.shape[3] + 2 - 2 * padding)
+    return _winograd_backward(y, None, w, b, output_hw, padding)[0]
+
+
+def _winograd_backward(dy, x, w, b, input_hw, padding):
+    """(dx + b, dw) of a 3x3 stride-1 conv2d of an input of size input_hw, dw only if x is given (else None).
 
     Work is shared among the threads by groups of images; with fewer images than threads, by chunks of
     x's channels too (each chunk then transforms dy's tiles again)."""
     n, f, ho, wo = dy.shape
-    c = x.shape[1]
+    c = w.shape[1]
     tiles_h, tiles_w = -(-ho // 4), -(-wo // 4)
     threads = _blas_for_tiles()
     per_thread = -(-n // threads)  # images per thread, as in conv_transpose2d
@@ -1127,15 +1172,17 @@ def winograd_conv2d_backward(dy, x, w, padding):
     groups = max(1, min(n, threads // chunks))
     block = min(WINOGRAD_BACKWARD_TILES_PER_BLOCK, -(-n // groups) * tiles_h * tiles_w)
     most = -(-c // chunks)
+    weights = x is not None
     z_row, v_row = _spread_rows(f * block, dy.itemsize), _spread_rows(most * block, dy.itemsize)
-    sum_row = _spread_rows(c * f, dy.itemsize)
+    sum_row = _spread_rows(c * f, dy.itemsize) if weights else 0
     at = 36 * (z_row + 2 * v_row)
     scratch = _scratch(threads, at + 36 * sum_row + most * f + 6 * (4 * block + 2), dy.dtype)
-    dx = _winograd_conv2d_backward(np.ascontiguousarray(dy), np.ascontiguousarray(x),
-                                   _winograd_filters_of(w, "swapped"), padding, tiles_h, tiles_w, groups, chunks,
-                                   block, z_row, v_row, sum_row, scratch)
-    return dx, _winograd_filter_gradients(scratch, at, sum_row, f, c)
-
+    bias = np.zeros(c, dtype=dy.dtype) if b is None else np.ascontiguousarray(b)
+    x = np.ascontiguousarray(x) if weights else np.zeros((1, 1, 1, 1), dtype=dy.dtype)
+    dx = _winograd_conv2d_backward(np.ascontiguousarray(dy), x, _winograd_filters_of(w, "swapped"), bias,
+                                   *input_hw, padding, tiles_h, tiles_w, groups, chunks, block, weights,
+                                   z_row, v_row, sum_row, scratch)
+    return dx, _winograd_filter_gradients(scratch, at, sum_row, f, c) if weights else None
 
 # ---------------------------------------------------------------------------------------------
 # max-pool with switches, and un-pool (its backward)

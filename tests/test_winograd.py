@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import kernels, ops, winograd
 from minicnn.im2col import conv2d as im2col_conv2d
+from minicnn.im2col import flip_kernel
 from minicnn.layers import Conv2d
 from minicnn.network import Network
 from minicnn.testing import relative_error
@@ -225,6 +226,20 @@ def test_reference_backward_equals_im2col(case, m):
     expected_dx, expected_dw = im2col_backward(dy, x, w, padding)
     assert_within(dx, expected_dx, np.float64)
     assert_within(dw, expected_dw, np.float64)
+
+
+@FEW
+@given(winograd_cases(max_channels=8, max_size=14), st.sampled_from(TILES))
+def test_reference_transpose_two_ways(case, m):
+    """conv_transpose2d at stride 1: the input gradient (transposed Winograd) = a conv with the flipped filters."""
+    x, w, b, padding = case  # x plays y: its channels are resized to w's F
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    y = np.resize(x, (x.shape[0], w.shape[0]) + x.shape[2:])
+    c_bias = None if b is None else np.resize(b, w.shape[1]).astype(np.float64)
+    if y.shape[2] + 2 - 2 * padding < 1 or y.shape[3] + 2 - 2 * padding < 1:
+        return
+    assert_within(winograd.conv_transpose2d(y, w, c_bias, padding, m),
+                  winograd.conv2d(y, flip_kernel(w), c_bias, 2 - padding, m), np.float64)
 
 
 @MANY
