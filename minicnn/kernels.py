@@ -746,16 +746,6 @@ def _input_band(x, b, ch, top, left, band):
 
 
 @njit(cache=True)
-def _bt6_columns(x_flat, start, w, rows):
-    """rows[:, q] = B^T d for the column d = x_flat[start + q + i*w], i = 0..5, of a band of 6 rows of a
-    plane of width w that lies inside it, for every q < rows.shape[1]: _input_band + B^T without the copy."""
-    for q in range(rows.shape[1]):
-        s = start + q
-        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
-            x_flat[s], x_flat[s + w], x_flat[s + 2 * w], x_flat[s + 3 * w], x_flat[s + 4 * w], x_flat[s + 5 * w])
-
-
-@njit(cache=True)
 def _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v):
     """v[:, (ch - c0)*count + t] = B^T d B (flattened 6x6) for the channels c0 <= ch < c1 and the tiles
     first + t, t < count, of x; v (36, >= (c1 - c0)*count); band (6, >= 4*count + 2) scratch.
@@ -763,21 +753,16 @@ def _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, ba
     The tiles of one row of tiles overlap and share their 6 input rows: B^T is applied to the columns
     of that band of rows once, for all its tiles at a time (a loop the compiler vectorises), then B to
     the rows of each tile."""
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
-    x_flat = x.reshape(-1)  # x[b, ch, r, q] = x_flat[((b*C + ch)*H + r)*W + q]
     for ch in range(c0, c1):
         t = 0
         while t < count:  # a run of tiles in one row of tiles
             b, top, left = _tile_origin(first + t, tiles_h, tiles_w, padding)
             run = min(count - t, tiles_w - (first + t) % tiles_w)
             rows = band[:, : 4 * run + 2]
-            if 0 <= top and top + 6 <= h and 0 <= left and left + 4 * run + 2 <= w:  # inside x: no copy
-                _bt6_columns(x_flat, ((b * c + ch) * h + top) * w + left, w, rows)
-            else:
-                _input_band(x, b, ch, top, left, rows)
-                for q in range(4 * run + 2):  # B^T d: the columns of the whole band
-                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
-                        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
+            _input_band(x, b, ch, top, left, rows)
+            for q in range(4 * run + 2):  # B^T d: the columns of the whole band
+                rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
+                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
             for s in range(run):  # (B^T d) B: the rows of each tile
                 at, o = (ch - c0) * count + t + s, 4 * s
                 for k in range(6):

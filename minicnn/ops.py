@@ -94,7 +94,9 @@ def choose_conv_algorithm(algorithm, kernel, stride, padding, dtype, in_channels
 
     "auto" picks winograd for float32 when it applies and both channel counts are at least
     WINOGRAD_MIN_CHANNELS (with fewer, its transforms cost more than the products they save;
-    measured on this machine: docs/performance.md); float64 stays on im2col.
+    measured on this machine: docs/performance.md); float64 stays on im2col. The rule is the same for
+    the forward pass, the input gradient (conv_transpose2d) and the backward pass (conv2d_backward:
+    dx and dw together by Winograd transposed); each was measured faster there than im2col.
     Asking for "winograd" where it does not apply is an error naming the geometry.
     """
     check_choice(algorithm, "algorithm", CONV_ALGORITHMS)
