@@ -332,6 +332,22 @@ def test_auto_chooses_winograd_for_float32_3x3_stride_1_with_enough_channels():
     assert choose("winograd", (3, 3), (1, 1), (2, 2), np.float64, 1, 1) == "winograd"
 
 
+def test_auto_backward_keeps_dw_on_im2col_beyond_the_largest_measured_layer(monkeypatch):
+    """conv2d_backward with "auto": dx and dw by Winograd up to WINOGRAD_DW_MAX_PAIRS filter-channel pairs."""
+    calls = []
+    monkeypatch.setattr(kernels, "winograd_conv2d_backward", lambda *args: calls.append(args) or (None, None))
+    monkeypatch.setattr(kernels, "conv2d_weight_grad", lambda *args: "im2col dw")
+    rng = np.random.default_rng(0)
+    for pairs, fused in ((ops.WINOGRAD_DW_MAX_PAIRS, True), (4 * ops.WINOGRAD_DW_MAX_PAIRS, False)):
+        f = c = int(pairs ** 0.5)
+        x = rng.standard_normal((1, c, 3, 3)).astype(np.float32)
+        w = np.zeros((f, c, 3, 3), np.float32)
+        _, dw, _ = ops.conv2d_backward(np.zeros((1, f, 3, 3), np.float32), x, w, 1, 1)
+        assert (dw == "im2col dw") != fused and len(calls) == 1
+    _, dw, _ = ops.conv2d_backward(np.zeros((1, f, 3, 3), np.float32), x, w, 1, 1, algorithm="winograd")
+    assert len(calls) == 2
+
+
 def test_winograd_where_it_does_not_apply_is_an_error_naming_the_geometry():
     x = np.zeros((1, 2, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"'winograd' needs a 3x3 kernel.*kernel \(3, 3\), stride \(2, 2\)"):
