@@ -746,15 +746,14 @@ def _input_band(x, b, ch, top, left, band):
 
 
 @njit(cache=True)
-def _winograd_input_tiles(x, first, count, padding, tiles_h, tiles_w, band, v):
-    """v[:, ch*count + t] = B^T d B (flattened 6x6) for every channel ch and the tiles first + t,
-    t < count, of x; v (36, >= C*count); band (6, >= 4*count + 2) scratch.
+def _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v):
+    """v[:, (ch - c0)*count + t] = B^T d B (flattened 6x6) for the channels c0 <= ch < c1 and the tiles
+    first + t, t < count, of x; v (36, >= (c1 - c0)*count); band (6, >= 4*count + 2) scratch.
 
     The tiles of one row of tiles overlap and share their 6 input rows: B^T is applied to the columns
     of that band of rows once, for all its tiles at a time (a loop the compiler vectorises), then B to
     the rows of each tile."""
-    c = x.shape[1]
-    for ch in range(c):
+    for ch in range(c0, c1):
         t = 0
         while t < count:  # a run of tiles in one row of tiles
             b, top, left = _tile_origin(first + t, tiles_h, tiles_w, padding)
@@ -765,7 +764,7 @@ def _winograd_input_tiles(x, first, count, padding, tiles_h, tiles_w, band, v):
                 rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _bt6(
                     rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
             for s in range(run):  # (B^T d) B: the rows of each tile
-                at, o = ch * count + t + s, 4 * s
+                at, o = (ch - c0) * count + t + s, 4 * s
                 for k in range(6):
                     e0, e1, e2, e3, e4, e5 = _bt6(rows[k, o], rows[k, o + 1], rows[k, o + 2], rows[k, o + 3],
                                                   rows[k, o + 4], rows[k, o + 5])
@@ -811,7 +810,7 @@ def _winograd_block(x, u, bias, padding, tiles_h, tiles_w, first, count, f0, f1,
     that np.dot hands the contiguous matrices to BLAS without copying."""
     c = x.shape[1]
     band = np.empty((6, 4 * count + 2), dtype=x.dtype)
-    _winograd_input_tiles(x, first, count, padding, tiles_h, tiles_w, band, v)
+    _winograd_input_tiles(x, 0, c, first, count, padding, tiles_h, tiles_w, band, v)
     for k in range(36):  # (f1 - f0, C) @ (C, count): one BLAS call per transformed position
         np.dot(u[k, f0 * c : f1 * c].reshape(f1 - f0, c), v[k, : c * count].reshape(c, count),
                products[k, : (f1 - f0) * count].reshape(f1 - f0, count))
@@ -849,19 +848,26 @@ def winograd_conv2d(x, w, b, padding):
 
 
 WINOGRAD_FILTER_CACHE_BYTES = 1 << 30  # at most this much memory for transformed filters (VGG16: ~0.6 GB)
-_WINOGRAD_FILTERS = collections.OrderedDict()  # (address, shape, strides, dtype, flipped) -> (copy of w, U)
+_WINOGRAD_FILTERS = collections.OrderedDict()  # (address, shape, strides, dtype, layout) -> (copy of w, U)
 _WINOGRAD_FILTERS_LOCK = threading.Lock()
+WINOGRAD_FILTER_LAYOUTS = {  # which filters of w (F, C, 3, 3) are transformed, and for what
+    "forward": lambda w: w,  # (F, C, 3, 3): conv2d
+    "flipped": lambda w: w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3),  # (C, F, 3, 3): conv_transpose2d
+    "swapped": lambda w: w.transpose(1, 0, 2, 3),  # (C, F, 3, 3): U^T, for the backward pass
+}
 
 
-def _winograd_filters_of(w, flipped=False):
-    """The transformed filters U (36, row >= F*C) of w (F, C, 3, 3) (see _winograd_filters); with
-    flipped, of w's flipped filters with channels swapped, (C, F, 3, 3) (for conv_transpose2d).
+def _winograd_filters_of(w, layout="forward"):
+    """The transformed filters U (36, row >= F*C) of w (F, C, 3, 3) (see _winograd_filters) in one of
+    WINOGRAD_FILTER_LAYOUTS: "forward", w's own; "flipped", of w's flipped filters with channels swapped,
+    (C, F, 3, 3) (for conv_transpose2d); "swapped", of w with channels swapped, (C, F, 3, 3): U's
+    transpose, u[k, c*F + f] (for winograd_conv2d_backward).
 
     Kept between calls: a network's weights are the same from one image to the next, and transforming
     VGG16's filters anew would cost more than a quarter of its forward pass. Every call compares w with
     the copy kept beside its U (a weight changed in place, as an optimizer does, is seen) and transforms
     anew if they differ; the least recently used entries go beyond WINOGRAD_FILTER_CACHE_BYTES."""
-    key = (w.ctypes.data, w.shape, w.strides, w.dtype.str, flipped)
+    key = (w.ctypes.data, w.shape, w.strides, w.dtype.str, layout)
     with _WINOGRAD_FILTERS_LOCK:
         kept = _WINOGRAD_FILTERS.get(key)
     if kept is not None and np.array_equal(kept[0], w):
@@ -869,7 +875,7 @@ def _winograd_filters_of(w, flipped=False):
             if key in _WINOGRAD_FILTERS:
                 _WINOGRAD_FILTERS.move_to_end(key)
         return kept[1]
-    filters = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3) if flipped else w)
+    filters = np.ascontiguousarray(WINOGRAD_FILTER_LAYOUTS[layout](w))
     f, c = filters.shape[:2]
     u = np.empty((36, _spread_rows(f * c, w.itemsize)), dtype=w.dtype)
     _winograd_filters(filters, u)
@@ -908,13 +914,260 @@ def _winograd(x, u, f, b, padding):
                             v_row, products_row, scratch)
 
 
+# ---------------------------------------------------------------------------------------------
+# Winograd F(4x4, 3x3) backward: dx and dw in one pass over the tiles
+# ---------------------------------------------------------------------------------------------
+# The readable form and the algebra: minicnn.winograd.conv2d_backward (the same numbers). The tiles
+# are those of the forward pass: dy's 4x4 tiles side by side, each with the 6x6 tile of the padded x
+# it was computed from. Each thread owns a group of images and a chunk of x's channels (their part
+# of dx) and its own sum M of dw's transformed products, and goes through its tiles in blocks:
+#   Z = A dY A^T   for every tile and filter of the block             (36, F, tiles)
+#   V = B^T d B    for every tile and channel of the chunk            (36, kc, tiles)
+#   P[k] = U^T[k] @ Z[k]          (kc, F) @ (F, tiles), one BLAS call   dx's transformed tiles
+#   M[k] += V[k] @ Z[k]^T         (kc, tiles) @ (tiles, F), one BLAS call dw's transformed sums
+#   dx += B P B^T  added back onto every 6x6 input tile (neighbouring tiles overlap by 2)
+# and at the end dw = G^T (M summed over the threads) G. U^T is the "swapped" layout of the filter
+# cache (_winograd_filters_of). As for the forward pass, one parallel loop is the only thread pool.
+
+WINOGRAD_BACKWARD_TILES_PER_BLOCK = 64
+
+
+@njit(cache=True)
+def _a4(y0, y1, y2, y3):
+    """A y for one column (or row) of 4 outputs' gradients of an F(4, 3) tile -> 6 numbers (A = (A^T)^T)."""
+    two, four, eight = np.float32(2), np.float32(4), np.float32(8)
+    even, odd = y0 + four * y2, two * y1 + eight * y3
+    return y0, y0 + y1 + y2 + y3, y0 - y1 + y2 - y3, even + odd, even - odd, y3
+
+
+@njit(cache=True)
+def _b6(p0, p1, p2, p3, p4, p5):
+    """B p for one column (or row) of 6 transformed numbers of an F(4, 3) tile -> 6 (B = (B^T)^T)."""
+    two, four, five = np.float32(2), np.float32(4), np.float32(5)
+    return (four * p0,
+            four * (p2 - p1 + p5) + two * (p4 - p3),
+            -five * p0 - four * (p1 + p2) - p3 - p4,
+            p1 - p2 + two * (p3 - p4) - five * p5,
+            p0 + p1 + p2 + p3 + p4,
+            p5)
+
+
+@njit(cache=True)
+def _gt6(m0, m1, m2, m3, m4, m5):
+    """G^T m for one column (or row) of 6 transformed sums -> 3 filter gradients (divisions by 6 and 24,
+    exact constants, as in _g3)."""
+    four, six, twelve, twentyfour = np.float32(4), np.float32(6), np.float32(12), np.float32(24)
+    plus, minus, plus2, minus2 = m1 + m2, m2 - m1, m3 + m4, m3 - m4
+    return m0 / four - plus / six + plus2 / twentyfour, minus / six + minus2 / twelve, (plus2 - plus) / six + m5
+
+
+@njit(cache=True)
+def _a4_columns(dy_flat, start, wo, rows):
+    """rows[:, q] = A y for the column y = dy_flat[start + q + i*wo], i = 0..3, of a band of 4 rows of a
+    plane of width wo that lies inside it, for every q < rows.shape[1]."""
+    for q in range(rows.shape[1]):
+        s = start + q
+        rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _a4(
+            dy_flat[s], dy_flat[s + wo], dy_flat[s + 2 * wo], dy_flat[s + 3 * wo])
+
+
+@njit(cache=True)
+def _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z):
+    """z[:, g*count + t] = A dY A^T (flattened 6x6) for every filter g and the 4x4 tiles first + t,
+    t < count, of dy (zeros past its last row / column); z (36, >= F*count), band (6, >= 4*count) scratch.
+    As in _winograd_input_tiles, A is applied to the columns of a band of tiles at once, then to the rows."""
+    f, ho, wo = dy.shape[1], dy.shape[2], dy.shape[3]
+    dy_flat = dy.reshape(-1)
+    for g in range(f):
+        t = 0
+        while t < count:  # a run of tiles in one row of tiles
+            b, top, left = _tile_origin(first + t, tiles_h, tiles_w, 0)
+            run = min(count - t, tiles_w - (first + t) % tiles_w)
+            width, inside = 4 * run, min(4 * run, wo - left)
+            rows = band[:, :width]
+            if top + 4 <= ho and inside == width:  # inside dy: no copy
+                _a4_columns(dy_flat, ((b * f + g) * ho + top) * wo + left, wo, rows)
+            else:
+                for i in range(4):
+                    if top + i >= ho:
+                        rows[i] = 0
+                        continue
+                    row = dy[b, g, top + i]
+                    for q in range(inside):
+                        rows[i, q] = row[left + q]
+                    rows[i, inside:] = 0
+                for q in range(width):  # A dY: the columns of the whole band
+                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _a4(
+                        rows[0, q], rows[1, q], rows[2, q], rows[3, q])
+            for s in range(run):  # (A dY) A^T: the rows of each tile
+                at, o = g * count + t + s, 4 * s
+                for k in range(6):
+                    e0, e1, e2, e3, e4, e5 = _a4(rows[k, o], rows[k, o + 1], rows[k, o + 2], rows[k, o + 3])
+                    z[6 * k, at], z[6 * k + 1, at], z[6 * k + 2, at] = e0, e1, e2
+                    z[6 * k + 3, at], z[6 * k + 4, at], z[6 * k + 5, at] = e3, e4, e5
+            t += run
+
+
+@njit(cache=True)
+def _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1, band, dx):
+    """dx[b, ch] += B P B^T on the 6x6 input tile of each tile first + t, t < count, channels
+    c0 <= ch < c1, P = p[:, (ch - c0)*count + t] (flattened 6x6); the parts in the padding are dropped;
+    band (6, >= 4*count + 2) scratch. The adjoint of _winograd_input_tiles: B is applied to the rows of
+    each tile, which are added into a band (neighbouring tiles overlap by 2 columns), then to the
+    columns of the whole band, which is added onto dx (the next row of tiles overlaps it by 2 rows)."""
+    h, w = dx.shape[2], dx.shape[3]
+    for ch in range(c0, c1):
+        t = 0
+        while t < count:
+            b, top, left = _tile_origin(first + t, tiles_h, tiles_w, padding)
+            run = min(count - t, tiles_w - (first + t) % tiles_w)
+            width = 4 * run + 2
+            rows = band[:, :width]
+            rows[:] = 0
+            for s in range(run):  # P B^T: the rows of each tile
+                at, o = (ch - c0) * count + t + s, 4 * s
+                for k in range(6):
+                    e0, e1, e2, e3, e4, e5 = _b6(p[6 * k, at], p[6 * k + 1, at], p[6 * k + 2, at],
+                                                 p[6 * k + 3, at], p[6 * k + 4, at], p[6 * k + 5, at])
+                    rows[k, o] += e0
+                    rows[k, o + 1] += e1
+                    rows[k, o + 2], rows[k, o + 3], rows[k, o + 4], rows[k, o + 5] = e2, e3, e4, e5
+            for q in range(width):  # B (P B^T): the columns of the whole band
+                rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q] = _b6(
+                    rows[0, q], rows[1, q], rows[2, q], rows[3, q], rows[4, q], rows[5, q])
+            start, stop = min(max(0, -left), width), max(0, min(width, w - left))  # the columns inside x
+            for i in range(6):
+                if 0 <= top + i < h and start < stop:
+                    _add_into(dx[b, ch, top + i, left + start : left + stop], rows[i, start:stop])
+            t += run
+
+
+@njit(cache=True)
+def _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, count, c0, c1, weights, z, v, p, product,
+                             sums, band, dx):
+    """One block: tiles first .. first + count - 1, channels c0 <= ch < c1: transform dy's tiles (and, with
+    weights, x's), multiply, add dx's tiles onto dx (and dw's products into sums (36, >= C*F)); z (36, >= F*count),
+    v and p (36, >= (c1 - c0)*count), product (>= (c1 - c0)*F) scratch. Serial, as _winograd_block."""
+    f, kc = dy.shape[1], c1 - c0
+    _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z)
+    if weights:
+        _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v)
+    dw_t = product[: kc * f].reshape(kc, f)
+    for k in range(36):
+        z_k = z[k, : f * count].reshape(f, count)
+        np.dot(u_t[k, c0 * f : c1 * f].reshape(kc, f), z_k, p[k, : kc * count].reshape(kc, count))
+        if weights:
+            np.dot(v[k, : kc * count].reshape(kc, count), z_k.T, dw_t)  # z_k.T: BLAS reads it transposed
+            _add_into(sums[k, c0 * f : c1 * f], product[: kc * f])
+    _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1, band, dx)
+
+
+@njit(parallel=True, cache=True)
+def _winograd_conv2d_backward(dy, x, u_t, bias, h, w, padding, tiles_h, tiles_w, groups, chunks, block, weights,
+                              z_row, v_row, sum_row, scratch):
+    """The loops of _winograd_backward (see there): dy (N, F, Ho, Wo), u_t (36, >= C*F), bias (C,)
+    -> dx (N, C, H, W); with weights, also dw's transformed products from x (N, C, H, W): each thread's
+    sums stay in its row of scratch (threads, 36 * (z_row + 2 * v_row + sum_row) + ...), at
+    36 * (z_row + 2 * v_row) (_winograd_filter_gradients)."""
+    n, f, c = dy.shape[0], dy.shape[1], bias.size
+    threads = scratch.shape[0]
+    dx = np.empty((n, c, h, w), dtype=dy.dtype)
+    most = -(-c // chunks)  # channels of the largest chunk
+    for t in prange(threads):  # one iteration per thread, with its own buffers
+        row = scratch[t]
+        z = row[: 36 * z_row].reshape(36, z_row)
+        v = row[36 * z_row : 36 * (z_row + v_row)].reshape(36, v_row)
+        p = row[36 * (z_row + v_row) : 36 * (z_row + 2 * v_row)].reshape(36, v_row)
+        at = 36 * (z_row + 2 * v_row)
+        sums = row[at : at + 36 * sum_row].reshape(36, sum_row)
+        product = row[at + 36 * sum_row : at + 36 * sum_row + most * f]
+        band = row[at + 36 * sum_row + most * f : at + 36 * sum_row + most * f + 6 * (4 * block + 2)].reshape(
+            6, 4 * block + 2)
+        sums[:] = 0
+        for item in range(t, groups * chunks, threads):  # each item owns dx[its images, its channels]
+            group, chunk = item // chunks, item % chunks
+            b0, b1 = group * n // groups, (group + 1) * n // groups
+            c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks
+            for ch in range(c0, c1):
+                dx[b0:b1, ch] = bias[ch]
+            last = b1 * tiles_h * tiles_w
+            for first in range(b0 * tiles_h * tiles_w, last, block):
+                _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, min(block, last - first),
+                                         c0, c1, weights, z, v, p, product, sums, band, dx)
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def _winograd_filter_gradients(scratch, at, sum_row, f, c):
+    """dw (F, C, 3, 3) = G^T M G, M[6k + l, ch*F + g] = the sums (36, sum_row) at `at` in every thread's
+    row of scratch, added up."""
+    dw = np.empty((f, c, 3, 3), dtype=scratch.dtype)
+    threads = scratch.shape[0]
+    for ch in prange(c):
+        m = np.empty(36, dtype=scratch.dtype)
+        half = np.empty((3, 6), dtype=scratch.dtype)
+        for g in range(f):
+            for k in range(36):
+                total = scratch[0, at + k * sum_row + ch * f + g]
+                for t in range(1, threads):
+                    total += scratch[t, at + k * sum_row + ch * f + g]
+                m[k] = total
+            for l in range(6):  # G^T M: the columns
+                half[0, l], half[1, l], half[2, l] = _gt6(m[l], m[6 + l], m[12 + l], m[18 + l], m[24 + l], m[30 + l])
+            for i in range(3):  # (G^T M) G: the rows
+                dw[g, ch, i, 0], dw[g, ch, i, 1], dw[g, ch, i, 2] = _gt6(
+                    half[i, 0], half[i, 1], half[i, 2], half[i, 3], half[i, 4], half[i, 5])
+    return dw
+
+
+def winograd_conv2d_backward(dy, x, w, padding):
+    """(dx, dw) of y = conv2d(x, w, b) (3x3, stride 1, padding 0, 1 or 2) given dy (N, F, Ho, Wo), by
+    F(4x4, 3x3) transposed; x (N, C, H, W), w (F, C, 3, 3). NumPy twin:
+    minicnn.winograd.conv2d_backward(dy, x, w, padding, m=4)."""
+    return _winograd_backward(dy, x, w, None, x.shape[2:], padding)
+
+
 def winograd_conv_transpose2d(y, w, b, padding):
     """The transpose of conv2d (3x3, stride 1, padding 0 to 2) with the forward weights w (F, C, 3, 3):
-    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. At stride 1 it is the
-    3x3 convolution of y with the flipped filters (channels swapped) and padding 2 - p.
-    NumPy twin: minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4)."""
-    return _winograd(y, _winograd_filters_of(w, flipped=True), w.shape[1], b, 2 - padding)
+    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. Two ways, the same numbers:
+      - it is the input gradient of that conv2d (y playing dy), plus b: F(4x4, 3x3) transposed, without
+        dw (_winograd_backward). Used when there are at least as many images as threads;
+      - at stride 1 it is also the 3x3 convolution of y with the flipped filters (channels swapped) and
+        padding 2 - p (_winograd, as conv2d). Used for fewer images: the first would cut x's channels into
+        chunks, each transforming all of y's tiles again.
+    NumPy twins: minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4) and winograd.conv2d with the
+    flipped filters."""
+    if y.shape[0] < numba.get_num_threads():
+        return _winograd(y, _winograd_filters_of(w, "flipped"), w.shape[1], b, 2 - padding)
+    output_hw = (y.shape[2] + 2 - 2 * padding, y.shape[3] + 2 - 2 * padding)
+    return _winograd_backward(y, None, w, b, output_hw, padding)[0]
 
+
+def _winograd_backward(dy, x, w, b, input_hw, padding):
+    """(dx + b, dw) of a 3x3 stride-1 conv2d of an input of size input_hw, dw only if x is given (else None).
+
+    Work is shared among the threads by groups of images; with fewer images than threads, by chunks of
+    x's channels too (each chunk then transforms dy's tiles again)."""
+    n, f, ho, wo = dy.shape
+    c = w.shape[1]
+    tiles_h, tiles_w = -(-ho // 4), -(-wo // 4)
+    threads = _blas_for_tiles()
+    per_thread = -(-n // threads)  # images per thread, as in conv_transpose2d
+    chunks = max(1, min(c, -(-(per_thread * threads) // n)))
+    groups = max(1, min(n, threads // chunks))
+    block = min(WINOGRAD_BACKWARD_TILES_PER_BLOCK, -(-n // groups) * tiles_h * tiles_w)
+    most = -(-c // chunks)
+    weights = x is not None
+    z_row, v_row = _spread_rows(f * block, dy.itemsize), _spread_rows(most * block, dy.itemsize)
+    sum_row = _spread_rows(c * f, dy.itemsize) if weights else 0
+    at = 36 * (z_row + 2 * v_row)
+    scratch = _scratch(threads, at + 36 * sum_row + most * f + 6 * (4 * block + 2), dy.dtype)
+    bias = np.zeros(c, dtype=dy.dtype) if b is None else np.ascontiguousarray(b)
+    x = np.ascontiguousarray(x) if weights else np.zeros((1, 1, 1, 1), dtype=dy.dtype)
+    dx = _winograd_conv2d_backward(np.ascontiguousarray(dy), x, _winograd_filters_of(w, "swapped"), bias,
+                                   *input_hw, padding, tiles_h, tiles_w, groups, chunks, block, weights,
+                                   z_row, v_row, sum_row, scratch)
+    return dx, _winograd_filter_gradients(scratch, at, sum_row, f, c) if weights else None
 
 # ---------------------------------------------------------------------------------------------
 # max-pool with switches, and un-pool (its backward)

@@ -94,7 +94,10 @@ def choose_conv_algorithm(algorithm, kernel, stride, padding, dtype, in_channels
 
     "auto" picks winograd for float32 when it applies and both channel counts are at least
     WINOGRAD_MIN_CHANNELS (with fewer, its transforms cost more than the products they save;
-    measured on this machine: docs/performance.md); float64 stays on im2col.
+    measured on this machine: docs/performance.md); float64 stays on im2col. The rule is the same for
+    the forward pass, the input gradient (conv_transpose2d) and the backward pass (conv2d_backward:
+    dx and dw together by Winograd transposed, up to F*C = WINOGRAD_DW_MAX_PAIRS); each was measured
+    faster there than im2col.
     Asking for "winograd" where it does not apply is an error naming the geometry.
     """
     check_choice(algorithm, "algorithm", CONV_ALGORITHMS)
@@ -109,6 +112,7 @@ def choose_conv_algorithm(algorithm, kernel, stride, padding, dtype, in_channels
 
 
 WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_DW_MAX_PAIRS = 256 * 256  # see conv2d_backward
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, algorithm="auto"):
@@ -170,12 +174,22 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, algorithm="auto"):
     dx = conv_transpose2d(dy, w)  (the transposed convolution, with output_padding to reach x's size),
     dw = dy_rows @ im2col(x).T (computed tile by tile: kernels.conv2d_weight_grad), db = dy summed
     over N, Ho, Wo.  Returns (dx, dw, db). The columns im2col(x) are rebuilt tile by tile, in cache:
-    faster than keeping them in memory (C*kh*kw times the size of x). algorithm: for dx (dw is im2col's).
+    faster than keeping them in memory (C*kh*kw times the size of x).
+    algorithm (choose_conv_algorithm): "winograd" computes dx and dw together by F(4x4, 3x3) transposed
+    (kernels.winograd_conv2d_backward, minicnn.winograd.conv2d_backward), "im2col" as above; "auto"
+    does so only for at most WINOGRAD_DW_MAX_PAIRS filter-channel pairs F*C (dw's transformed sums,
+    36 per pair and thread, must stay in the cache), else Winograd for dx only and im2col for dw.
     """
     _check_conv_operands(x, w, None)
-    dx = conv2d_input_gradient(dy, w, x.shape, stride, padding, algorithm)  # checks dy's shape against x's
+    check_array(dy, "dy", ndim=4, dtype_like=x)
     kernel, stride, padding = check_geometry(w.shape[2:], stride, padding, name="w's kernel size")
-    dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
+    chosen = choose_conv_algorithm(algorithm, kernel, stride, padding, x.dtype, w.shape[1], w.shape[0])
+    if chosen == "winograd" and (algorithm == "winograd" or w.shape[0] * w.shape[1] <= WINOGRAD_DW_MAX_PAIRS):
+        check_shape(dy, "dy", (x.shape[0], w.shape[0], *conv2d_output_shape(x.shape[2:], kernel, stride, padding)))
+        dx, dw = kernels.winograd_conv2d_backward(dy, x, w, padding[0])
+    else:
+        dx = conv2d_input_gradient(dy, w, x.shape, stride, padding, chosen)  # checks dy's shape against x's
+        dw = kernels.conv2d_weight_grad(dy, x, kernel, stride, padding)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 

@@ -29,8 +29,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .im2col import flip_kernel
-
 KERNEL_SIZE = 3
 POINTS = {  # tile outputs m: the alpha - 1 finite points of F(m, 3) (the last point is infinity)
     2: (0, 1, -1),
@@ -175,8 +173,89 @@ def conv2d(x, w, b=None, padding=1, m=4):
     return np.ascontiguousarray(y)
 
 
+# ----------------------------------------------------------------------------------------------
+# 2D, many channels: the backward pass, by the same algorithm transposed
+
+
+def output_tiles(dy, m):
+    """dy (N, F, Ho, Wo) -> its m x m tiles (N, F, th, tw, m, m), side by side (no overlap): tile
+    (p, q) holds rows p*m .. p*m + m - 1 and the same columns; zeros past the last row / column."""
+    n, f, ho, wo = dy.shape
+    th, tw = tile_grid((ho, wo), m)
+    dy_padded = np.pad(dy, ((0, 0), (0, 0), (0, th * m - ho), (0, tw * m - wo)))
+    return dy_padded.reshape(n, f, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)
+
+
+def add_input_tiles(tiles, input_shape, padding, m):
+    """The adjoint of input_tiles: tiles (N, C, th, tw, alpha, alpha) -> x (N, C, H, W). Every tile is
+    added back where input_tiles read it; overlapping tiles add up; what lies in the padding is dropped."""
+    n, c, h, w = input_shape
+    th, tw, alpha = tiles.shape[2], tiles.shape[3], tiles.shape[4]
+    x_padded = np.zeros((n, c, th * m + alpha - m, tw * m + alpha - m), dtype=tiles.dtype)
+    for i in range(alpha):
+        for j in range(alpha):
+            x_padded[:, :, i : i + th * m : m, j : j + tw * m : m] += tiles[:, :, :, :, i, j]
+    return x_padded[:, :, padding : padding + h, padding : padding + w].copy()
+
+
+def conv2d_backward(dy, x, w, padding=1, m=4):
+    """(dx, dw) of y = conv2d(x, w, b, padding, m) given dy = dL/dy (N, F, Ho, Wo), by F(m x m, 3 x 3)
+    transposed; x (N, C, H, W), w (F, C, 3, 3). Computed in dy's dtype.
+
+    One tile of the forward pass is linear in the filter g and in the input tile d:
+        Y = A^T [ (G g G^T) * (B^T d B) ] A
+    so the gradients of one tile are its transposes (<A^T Z A, dY> = <Z, A dY A^T>, and so on):
+        dd = B [ (G g G^T) * (A dY A^T) ] B^T      (alpha, alpha): added back onto the input tile
+        dg = G^T [ (B^T d B) * (A dY A^T) ] G      (3, 3): summed over all tiles
+    Here dY is an m x m tile of dy, and its transform Z = A dY A^T (alpha, alpha) is shared by both
+    (input_gradient and weight_gradient below).
+    """
+    return input_gradient(dy, w, x.shape, padding, m), weight_gradient(dy, x, padding, m)
+
+
+def _gradient_tiles_by_position(dy, m):
+    """Z = A dY A^T of every m x m tile of dy, as (alpha, alpha, F, tiles): one (F, tiles) matrix per
+    transformed position (i, j); tiles ordered (n, p, q)."""
+    at = transforms(m)[0].astype(dy.dtype)
+    z = at.T @ output_tiles(dy, m) @ at  # (N, F, th, tw, alpha, alpha)
+    n, f, th, tw, alpha, _ = z.shape
+    return z.transpose(4, 5, 1, 0, 2, 3).reshape(alpha, alpha, f, n * th * tw)
+
+
+def input_gradient(dy, w, input_shape, padding=1, m=4):
+    """dx (N, C, H, W) of y = conv2d(x, w, None, padding, m), x of shape input_shape, given dy (N, F, Ho, Wo):
+        P[i, j] = U[i, j]^T @ Z[i, j]     (C, F) @ (F, tiles), one matrix product per position (i, j)
+        dx = the tiles B P B^T (alpha, alpha), added back where the input tiles were read (add_input_tiles)
+    with U = G w G^T (F, C, alpha, alpha) and Z = A dY A^T (see conv2d_backward)."""
+    _, g, bt = (matrix.astype(dy.dtype) for matrix in transforms(m))
+    n, c = input_shape[:2]
+    alpha = m + 2
+    th, tw = tile_grid(dy.shape[2:], m)
+    u = g @ w.astype(dy.dtype) @ g.T  # (F, C, alpha, alpha)
+    p = u.transpose(2, 3, 1, 0) @ _gradient_tiles_by_position(dy, m)  # (alpha, alpha, C, tiles)
+    p = p.reshape(alpha, alpha, c, n, th, tw).transpose(3, 2, 4, 5, 0, 1)
+    return add_input_tiles(bt.T @ p @ bt, input_shape, padding, m)
+
+
+def weight_gradient(dy, x, padding=1, m=4):
+    """dw (F, C, 3, 3) of y = conv2d(x, w, None, padding, m) given dy (N, F, Ho, Wo):
+        M[i, j] = Z[i, j] @ V[i, j]^T     (F, tiles) @ (tiles, C): summed over every tile of every image
+        dw = G^T M G
+    with Z = A dY A^T and V = B^T d B the input tiles (see conv2d_backward)."""
+    _, g, bt = (matrix.astype(dy.dtype) for matrix in transforms(m))
+    n, c = x.shape[:2]
+    alpha = m + 2
+    v = bt @ input_tiles(x.astype(dy.dtype), padding, m) @ bt.T  # (N, C, th, tw, alpha, alpha)
+    v_by_position = v.transpose(4, 5, 1, 0, 2, 3).reshape(alpha, alpha, c, -1)
+    products = _gradient_tiles_by_position(dy, m) @ v_by_position.transpose(0, 1, 3, 2)  # (alpha, alpha, F, C)
+    return np.ascontiguousarray(g.T @ products.transpose(2, 3, 0, 1) @ g)  # (F, C, 3, 3)
+
+
 def conv_transpose2d(y, w, b=None, padding=1, m=4):
     """The transpose of conv2d (3x3, stride 1) with the forward weights w (F, C, 3, 3): y (N, F, Ho, Wo)
-    -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), padding 0 to 2. At stride 1 it is an ordinary 3x3 conv of
-    y with the flipped filter (channels swapped) and padding 2 - p, so Winograd computes it too."""
-    return conv2d(y, flip_kernel(w), b, KERNEL_SIZE - 1 - padding, m)
+    -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), padding 0 to 2: the input gradient of that conv2d, y playing
+    dy, plus b (C,). (At stride 1 it is also an ordinary 3x3 conv of y with the flipped filter, channels
+    swapped, and padding 2 - p: conv2d(y, flip_kernel(w), b, 2 - padding, m) gives the same numbers.)"""
+    n, _, ho, wo = y.shape
+    x = input_gradient(y, w, (n, w.shape[1], ho + 2 - 2 * padding, wo + 2 - 2 * padding), padding, m)
+    return x if b is None else x + b[:, None, None]

@@ -2,6 +2,7 @@
 (minicnn.winograd) = im2col, the Numba kernels = the reference, and the algorithm choice in ops."""
 from fractions import Fraction
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from minicnn import kernels, ops, winograd
 from minicnn.im2col import conv2d as im2col_conv2d
+from minicnn.im2col import flip_kernel
 from minicnn.layers import Conv2d
 from minicnn.network import Network
 from minicnn.testing import relative_error
@@ -18,6 +20,7 @@ MANY = settings(max_examples=40, deadline=None)
 FEW = settings(max_examples=15, deadline=None)
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-10}  # of max |y|, relative
 TILES = sorted(winograd.POINTS)  # 2, 4, 6
+BACKWARD_BLOCK = kernels.WINOGRAD_BACKWARD_TILES_PER_BLOCK
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,6 +186,136 @@ def test_filters_changed_in_place_are_transformed_again():
 
 
 # ----------------------------------------------------------------------------------------------
+# the backward pass: dx and dw by the transposed algorithm
+
+
+def backward_case(case):
+    """(dy, x, w, padding) from a winograd_cases draw: dy random, of the forward output's shape."""
+    x, w, _, padding = case
+    shape = (x.shape[0], w.shape[0], x.shape[2] + 2 * padding - 2, x.shape[3] + 2 * padding - 2)
+    dy = np.random.default_rng(x.size).standard_normal(shape).astype(x.dtype)
+    return dy, x, w, padding
+
+
+def im2col_backward(dy, x, w, padding):
+    """(dx, dw) by im2col, in float64."""
+    dx, dw, _ = ops.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), 1, padding,
+                                    algorithm="im2col")
+    return dx, dw
+
+
+@FEW
+@given(winograd_cases(max_channels=8, max_size=12), seeds)
+def test_add_input_tiles_is_the_adjoint_of_input_tiles(case, seed):
+    """<input_tiles(x), T> = <x, add_input_tiles(T)>: overlapping tiles add up, the padding is dropped."""
+    x, _, _, padding = case
+    x = x.astype(np.float64)
+    for m in TILES:
+        tiles = winograd.input_tiles(x, padding, m)
+        t = np.random.default_rng(seed).standard_normal(tiles.shape)
+        back = winograd.add_input_tiles(t, x.shape, padding, m)
+        assert np.vdot(tiles, t) == pytest.approx(np.vdot(x, back), rel=1e-12, abs=1e-12 * np.abs(t).sum())
+
+
+@MANY
+@given(winograd_cases(max_channels=16, max_size=20), st.sampled_from(TILES))
+def test_reference_backward_equals_im2col(case, m):
+    dy, x, w, padding = backward_case(case)
+    dy, x, w = dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64)
+    dx, dw = winograd.conv2d_backward(dy, x, w, padding, m)
+    expected_dx, expected_dw = im2col_backward(dy, x, w, padding)
+    assert_within(dx, expected_dx, np.float64)
+    assert_within(dw, expected_dw, np.float64)
+
+
+@FEW
+@given(winograd_cases(max_channels=8, max_size=14), st.sampled_from(TILES))
+def test_reference_transpose_two_ways(case, m):
+    """conv_transpose2d at stride 1: the input gradient (transposed Winograd) = a conv with the flipped filters."""
+    x, w, b, padding = case  # x plays y: its channels are resized to w's F
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    y = np.resize(x, (x.shape[0], w.shape[0]) + x.shape[2:])
+    c_bias = None if b is None else np.resize(b, w.shape[1]).astype(np.float64)
+    if y.shape[2] + 2 - 2 * padding < 1 or y.shape[3] + 2 - 2 * padding < 1:
+        return
+    assert_within(winograd.conv_transpose2d(y, w, c_bias, padding, m),
+                  winograd.conv2d(y, flip_kernel(w), c_bias, 2 - padding, m), np.float64)
+
+
+@MANY
+@given(winograd_cases())
+def test_backward_kernel_equals_reference_and_im2col(case):
+    """Channels 1-64, sizes 1-40 (not multiples of the tile), padding 0-2, 1-2 images, both dtypes;
+    with one image and two threads the work is cut into chunks of channels."""
+    dy, x, w, padding = backward_case(case)
+    dx, dw = kernels.winograd_conv2d_backward(dy, x, w, padding)
+    reference_dx, reference_dw = winograd.conv2d_backward(dy, x, w, padding, 4)
+    expected_dx, expected_dw = im2col_backward(dy, x, w, padding)
+    for got, reference, expected in ((dx, reference_dx, expected_dx), (dw, reference_dw, expected_dw)):
+        assert_within(got, reference, x.dtype.type)
+        assert_within(got, expected.astype(x.dtype), x.dtype.type)
+
+
+def test_backward_kernel_shares_the_work_in_any_way():
+    """Images split among threads, channels among chunks, blocks of tiles across images: the same dx, dw."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((6, 7, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((5, 6, 9, 11)).astype(np.float32)
+    expected_dx, expected_dw = im2col_backward(dy, x, w, 1)
+    threads = numba.get_num_threads()
+    try:
+        for count in range(1, threads + 1):
+            numba.set_num_threads(count)
+            for block in (1, 5, 64):
+                kernels.WINOGRAD_BACKWARD_TILES_PER_BLOCK = block
+                dx, dw = kernels.winograd_conv2d_backward(dy, x, w, 1)
+                assert_within(dx, expected_dx.astype(np.float32), np.float32)
+                assert_within(dw, expected_dw.astype(np.float32), np.float32)
+    finally:
+        numba.set_num_threads(threads)
+        kernels.WINOGRAD_BACKWARD_TILES_PER_BLOCK = BACKWARD_BLOCK
+
+
+@pytest.mark.parametrize("channels", [128, 512])
+def test_backward_with_many_channels_and_tiles_stays_within_the_float32_tolerance(channels):
+    """dw sums its transformed products over every tile of every image, dx over the filters: both stay
+    within 2e-5 of their largest value against float64 im2col."""
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((4, channels, 28, 27)).astype(np.float32)
+    w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    dy = rng.standard_normal((4, channels, 28, 27)).astype(np.float32)
+    dx, dw = kernels.winograd_conv2d_backward(dy, x, w, 1)
+    expected_dx, expected_dw = im2col_backward(dy, x, w, 1)
+    assert relative_error(dx, expected_dx) <= TOLERANCE[np.float32]
+    assert relative_error(dw, expected_dw) <= TOLERANCE[np.float32]
+
+
+@FEW
+@given(winograd_cases(max_channels=40, max_size=24))
+def test_winograd_backward_equals_torch(case):
+    torch = pytest.importorskip("torch")
+    dy, x, w, padding = backward_case(case)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(tx, tw, padding=padding).backward(torch.tensor(dy))
+    dx, dw, db = ops.conv2d_backward(dy, x, w, 1, padding, algorithm="winograd")
+    assert_within(dx, tx.grad.numpy(), x.dtype.type)
+    assert_within(dw, tw.grad.numpy(), x.dtype.type)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)))
+
+
+def test_backward_checks_dy_and_the_geometry():
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"dy must have shape \(1, 3, 8, 8\)"):
+        ops.conv2d_backward(np.zeros((1, 3, 6, 6), np.float32), x, w, 1, 1, algorithm="winograd")
+    with pytest.raises(TypeError, match=r"dy"):
+        ops.conv2d_backward(np.zeros((1, 3, 8, 8), np.float64), x, w, 1, 1, algorithm="winograd")
+    with pytest.raises(ValueError, match=r"'winograd' needs a 3x3 kernel.*stride \(2, 2\)"):
+        ops.conv2d_backward(np.zeros((1, 3, 4, 4), np.float32), x, w, 2, 1, algorithm="winograd")
+
+
+# ----------------------------------------------------------------------------------------------
 # choosing the algorithm
 
 
@@ -197,6 +330,22 @@ def test_auto_chooses_winograd_for_float32_3x3_stride_1_with_enough_channels():
     assert choose("auto", (3, 3), (1, 1), (1, 0), np.float32, many, many) == "im2col"
     assert choose("im2col", (3, 3), (1, 1), (1, 1), np.float32, many, many) == "im2col"
     assert choose("winograd", (3, 3), (1, 1), (2, 2), np.float64, 1, 1) == "winograd"
+
+
+def test_auto_backward_keeps_dw_on_im2col_beyond_the_largest_measured_layer(monkeypatch):
+    """conv2d_backward with "auto": dx and dw by Winograd up to WINOGRAD_DW_MAX_PAIRS filter-channel pairs."""
+    calls = []
+    monkeypatch.setattr(kernels, "winograd_conv2d_backward", lambda *args: calls.append(args) or (None, None))
+    monkeypatch.setattr(kernels, "conv2d_weight_grad", lambda *args: "im2col dw")
+    rng = np.random.default_rng(0)
+    for pairs, fused in ((ops.WINOGRAD_DW_MAX_PAIRS, True), (4 * ops.WINOGRAD_DW_MAX_PAIRS, False)):
+        f = c = int(pairs ** 0.5)
+        x = rng.standard_normal((1, c, 3, 3)).astype(np.float32)
+        w = np.zeros((f, c, 3, 3), np.float32)
+        _, dw, _ = ops.conv2d_backward(np.zeros((1, f, 3, 3), np.float32), x, w, 1, 1)
+        assert (dw == "im2col dw") != fused and len(calls) == 1
+    _, dw, _ = ops.conv2d_backward(np.zeros((1, f, 3, 3), np.float32), x, w, 1, 1, algorithm="winograd")
+    assert len(calls) == 2
 
 
 def test_winograd_where_it_does_not_apply_is_an_error_naming_the_geometry():

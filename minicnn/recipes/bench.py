@@ -322,11 +322,12 @@ RULE_SHAPES = [  # (N, C, F, H = W): 3x3 stride-1 layers with padding 1, from fe
 
 
 def algorithm_rule(markdown=None, calls=9, rounds=3):
-    """Time conv2d forward and its input gradient by im2col and by Winograd on RULE_SHAPES (float32):
-    medians of `calls` calls, rounds alternating between the two, the best round kept."""
+    """Time conv2d forward, its input gradient and its backward pass (dx + dw) by im2col and by Winograd on
+    RULE_SHAPES (float32): medians of `calls` calls, rounds alternating between the two, the best round kept."""
     from minicnn import ops
     lines = ["| layer N, C->F, HxW | forward im2col ms | forward Winograd ms | ratio | "
-             "input gradient im2col ms | Winograd ms | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "input gradient im2col ms | Winograd ms | ratio | dx + dw im2col ms | Winograd ms | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, c, f, h in RULE_SHAPES:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
@@ -336,12 +337,13 @@ def algorithm_rule(markdown=None, calls=9, rounds=3):
         for r in range(rounds):
             for algorithm in ("im2col", "winograd") if r % 2 == 0 else ("winograd", "im2col"):
                 for op, fn in (("fwd", lambda: ops.conv2d(x, w, None, 1, 1, algorithm)),
-                               ("dx", lambda: ops.conv2d_input_gradient(dy, w, x.shape, 1, 1, algorithm))):
+                               ("dx", lambda: ops.conv2d_input_gradient(dy, w, x.shape, 1, 1, algorithm)),
+                               ("bwd", lambda: ops.conv2d_backward(dy, x, w, 1, 1, algorithm))):
                     time_calls(fn, 2)
                     ms = 1000 * statistics.median(time_calls(fn, calls))
                     best[op, algorithm] = min(ms, best.get((op, algorithm), float("inf")))
         cells = []
-        for op in ("fwd", "dx"):
+        for op in ("fwd", "dx", "bwd"):
             cells += [f"{best[op, 'im2col']:.2f}", f"{best[op, 'winograd']:.2f}",
                       f"{best[op, 'winograd'] / best[op, 'im2col']:.2f}"]
         lines.append(f"| N{n}, {c}->{f}, {h}x{h} | " + " | ".join(cells) + " |")
