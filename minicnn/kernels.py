@@ -1043,33 +1043,31 @@ def _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1
 
 
 @njit(cache=True)
-def _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, count, c0, c1, weights, z, v, p, product,
+def _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, count, c0, c1, z, v, p, product,
                              sums, band, dx):
-    """One block: tiles first .. first + count - 1, channels c0 <= ch < c1: transform dy's tiles (and, with
-    weights, x's), multiply, add dx's tiles onto dx (and dw's products into sums (36, >= C*F)); z (36, >= F*count),
+    """One block: tiles first .. first + count - 1, channels c0 <= ch < c1: transform dy's and x's tiles,
+    multiply, add dx's tiles onto dx and dw's products into sums (36, >= C*F); z (36, >= F*count),
     v and p (36, >= (c1 - c0)*count), product (>= (c1 - c0)*F) scratch. Serial, as _winograd_block."""
     f, kc = dy.shape[1], c1 - c0
     _winograd_gradient_tiles(dy, first, count, tiles_h, tiles_w, band, z)
-    if weights:
-        _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v)
+    _winograd_input_tiles(x, c0, c1, first, count, padding, tiles_h, tiles_w, band, v)
     dw_t = product[: kc * f].reshape(kc, f)
     for k in range(36):
         z_k = z[k, : f * count].reshape(f, count)
         np.dot(u_t[k, c0 * f : c1 * f].reshape(kc, f), z_k, p[k, : kc * count].reshape(kc, count))
-        if weights:
-            np.dot(v[k, : kc * count].reshape(kc, count), z_k.T, dw_t)  # z_k.T: BLAS reads it transposed
-            _add_into(sums[k, c0 * f : c1 * f], product[: kc * f])
+        np.dot(v[k, : kc * count].reshape(kc, count), z_k.T, dw_t)  # z_k.T: BLAS reads it transposed
+        _add_into(sums[k, c0 * f : c1 * f], product[: kc * f])
     _winograd_add_input_tiles(p, first, count, padding, tiles_h, tiles_w, c0, c1, band, dx)
 
 
 @njit(parallel=True, cache=True)
-def _winograd_conv2d_backward(dy, x, u_t, bias, h, w, padding, tiles_h, tiles_w, groups, chunks, block, weights,
-                              z_row, v_row, sum_row, scratch):
-    """The loops of _winograd_backward (see there): dy (N, F, Ho, Wo), u_t (36, >= C*F), bias (C,)
-    -> dx (N, C, H, W); with weights, also dw's transformed products from x (N, C, H, W): each thread's
-    sums stay in its row of scratch (threads, 36 * (z_row + 2 * v_row + sum_row) + ...), at
-    36 * (z_row + 2 * v_row) (_winograd_filter_gradients)."""
-    n, f, c = dy.shape[0], dy.shape[1], bias.size
+def _winograd_conv2d_backward(dy, x, u_t, padding, tiles_h, tiles_w, groups, chunks, block, z_row, v_row, sum_row,
+                              scratch):
+    """The loops of winograd_conv2d_backward (see there): dy (N, F, Ho, Wo), x (N, C, H, W), u_t (36, >= C*F)
+    -> dx (N, C, H, W), and dw's transformed products: each thread's sums stay in its row of scratch
+    (threads, 36 * (z_row + 2 * v_row + sum_row) + ...), at 36 * (z_row + 2 * v_row) (_winograd_filter_gradients)."""
+    n, f = dy.shape[0], dy.shape[1]
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
     threads = scratch.shape[0]
     dx = np.empty((n, c, h, w), dtype=dy.dtype)
     most = -(-c // chunks)  # channels of the largest chunk
@@ -1088,12 +1086,11 @@ def _winograd_conv2d_backward(dy, x, u_t, bias, h, w, padding, tiles_h, tiles_w,
             group, chunk = item // chunks, item % chunks
             b0, b1 = group * n // groups, (group + 1) * n // groups
             c0, c1 = chunk * c // chunks, (chunk + 1) * c // chunks
-            for ch in range(c0, c1):
-                dx[b0:b1, ch] = bias[ch]
+            dx[b0:b1, c0:c1] = 0
             last = b1 * tiles_h * tiles_w
             for first in range(b0 * tiles_h * tiles_w, last, block):
                 _winograd_backward_block(dy, x, u_t, padding, tiles_h, tiles_w, first, min(block, last - first),
-                                         c0, c1, weights, z, v, p, product, sums, band, dx)
+                                         c0, c1, z, v, p, product, sums, band, dx)
     return dx
 
 
@@ -1123,28 +1120,7 @@ def _winograd_filter_gradients(scratch, at, sum_row, f, c):
 def winograd_conv2d_backward(dy, x, w, padding):
     """(dx, dw) of y = conv2d(x, w, b) (3x3, stride 1, padding 0, 1 or 2) given dy (N, F, Ho, Wo), by
     F(4x4, 3x3) transposed; x (N, C, H, W), w (F, C, 3, 3). NumPy twin:
-    minicnn.winograd.conv2d_backward(dy, x, w, padding, m=4)."""
-    return _winograd_backward(dy, x, w, None, x.shape[2:], padding)
-
-
-def winograd_conv_transpose2d(y, w, b, padding):
-    """The transpose of conv2d (3x3, stride 1, padding 0 to 2) with the forward weights w (F, C, 3, 3):
-    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. Two ways, the same numbers:
-      - it is the input gradient of that conv2d (y playing dy), plus b: F(4x4, 3x3) transposed, without
-        dw (_winograd_backward). Used when there are at least as many images as threads;
-      - at stride 1 it is also the 3x3 convolution of y with the flipped filters (channels swapped) and
-        padding 2 - p (_winograd, as conv2d). Used for fewer images: the first would cut x's channels into
-        chunks, each transforming all of y's tiles again.
-    NumPy twins: minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4) and winograd.conv2d with the
-    flipped filters."""
-    if y.shape[0] < numba.get_num_threads():
-        return _winograd(y, _winograd_filters_of(w, "flipped"), w.shape[1], b, 2 - padding)
-    output_hw = (y.shape[2] + 2 - 2 * padding, y.shape[3] + 2 - 2 * padding)
-    return _winograd_backward(y, None, w, b, output_hw, padding)[0]
-
-
-def _winograd_backward(dy, x, w, b, input_hw, padding):
-    """(dx + b, dw) of a 3x3 stride-1 conv2d of an input of size input_hw, dw only if x is given (else None).
+    minicnn.winograd.conv2d_backward(dy, x, w, padding, m=4).
 
     Work is shared among the threads by groups of images; with fewer images than threads, by chunks of
     x's channels too (each chunk then transforms dy's tiles again)."""
@@ -1157,17 +1133,22 @@ def _winograd_backward(dy, x, w, b, input_hw, padding):
     groups = max(1, min(n, threads // chunks))
     block = min(WINOGRAD_BACKWARD_TILES_PER_BLOCK, -(-n // groups) * tiles_h * tiles_w)
     most = -(-c // chunks)
-    weights = x is not None
     z_row, v_row = _spread_rows(f * block, dy.itemsize), _spread_rows(most * block, dy.itemsize)
-    sum_row = _spread_rows(c * f, dy.itemsize) if weights else 0
+    sum_row = _spread_rows(c * f, dy.itemsize)
     at = 36 * (z_row + 2 * v_row)
     scratch = _scratch(threads, at + 36 * sum_row + most * f + 6 * (4 * block + 2), dy.dtype)
-    bias = np.zeros(c, dtype=dy.dtype) if b is None else np.ascontiguousarray(b)
-    x = np.ascontiguousarray(x) if weights else np.zeros((1, 1, 1, 1), dtype=dy.dtype)
-    dx = _winograd_conv2d_backward(np.ascontiguousarray(dy), x, _winograd_filters_of(w, "swapped"), bias,
-                                   *input_hw, padding, tiles_h, tiles_w, groups, chunks, block, weights,
-                                   z_row, v_row, sum_row, scratch)
-    return dx, _winograd_filter_gradients(scratch, at, sum_row, f, c) if weights else None
+    dx = _winograd_conv2d_backward(np.ascontiguousarray(dy), np.ascontiguousarray(x), _winograd_filters_of(w, "swapped"),
+                                   padding, tiles_h, tiles_w, groups, chunks, block, z_row, v_row, sum_row, scratch)
+    return dx, _winograd_filter_gradients(scratch, at, sum_row, f, c)
+
+
+def winograd_conv_transpose2d(y, w, b, padding):
+    """The transpose of conv2d (3x3, stride 1, padding 0 to 2) with the forward weights w (F, C, 3, 3):
+    y (N, F, Ho, Wo) -> x (N, C, Ho + 2 - 2p, Wo + 2 - 2p), b (C,) or None. At stride 1 it is the 3x3
+    convolution of y with the flipped filters (channels swapped) and padding 2 - p: the forward kernel
+    (_winograd), so inference and saliency compile no other Winograd kernel. NumPy twins:
+    minicnn.winograd.conv_transpose2d(y, w, b, padding, m=4) and winograd.conv2d with the flipped filters."""
+    return _winograd(y, _winograd_filters_of(w, "flipped"), w.shape[1], b, 2 - padding)
 
 # ---------------------------------------------------------------------------------------------
 # max-pool with switches, and un-pool (its backward)
