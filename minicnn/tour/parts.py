@@ -29,7 +29,8 @@ class Table(NamedTuple):
 
 @dataclass
 class Tour:
-    """A tour in progress: the subject, the output folder, and maps computed once, shared by sections."""
+    """A tour in progress: the subject, the output folder, and maps (and dissections) computed once, shared by
+    sections."""
 
     subject: Subject
     out: Path

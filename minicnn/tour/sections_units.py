@@ -194,7 +194,7 @@ def dissection_section(tour):
         raise Skipped("Network Dissection needs pixel masks of concepts, which only the shapes dataset has")
     batch = subject.shapes_batch[:tour.budget.dissect_images]
     layer = search_layers(subject.net)[-1]
-    result = dissect(subject.net, batch, layer, progress=False)
+    result = tour.maps[("dissection", layer)] = dissect(subject.net, batch, layer, progress=False)
     units = best_unit_per_concept(result, count=5)
     examples = top_examples(subject.net, batch.images[:100], layer, result, units, k=min(5, len(batch)))
     fig = plot.dissection_figure(result, batch.images[:100], examples)
@@ -254,7 +254,8 @@ def fine_tuning_section(tour):
     batch, layer, categories = subject.shapes_batch[:tour.budget.dissect_images], "relu3_2", concept_categories()
     networks = {"shapes_vgg": subject.net, "shapes_vgg_colour (fine-tuned)": subject.fine_tuned,
                 "shapes_vgg, random weights": shapes_vgg(seed=0).eval()}
-    dissections = {name: dissect(net, batch, layer, progress=False) for name, net in networks.items()}
+    known = {"shapes_vgg": tour.maps.get(("dissection", layer))}   # the Network Dissection section's, if made
+    dissections = {name: known.get(name) or dissect(net, batch, layer, progress=False) for name, net in networks.items()}
     before, after = dissections["shapes_vgg"], dissections["shapes_vgg_colour (fine-tuned)"]
     changed = concept_changes(before, after)
     fig = trajectory_figure([before, after], ["shapes_vgg", "fine-tuned to colour"], categories)
