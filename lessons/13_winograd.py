@@ -198,6 +198,27 @@ grid(axes[2], at4, fmt="{:g}", title_text="A^T (4 x 6): outputs")
 save(fig, OUT, "transforms_f43")
 
 # %% [markdown]
+# ## The backward pass: the same matrices, transposed
+# One tile, Y = A^T [(G g G^T) * (B^T d B)] A, is linear in the filter g and in the input tile d, so
+# its gradients are its transposes: with Z = A dY A^T, dd = B [(G g G^T) * Z] B^T and
+# dg = G^T [(B^T d B) * Z] G. Training runs dx and dw this way (minicnn.winograd.conv2d_backward is
+# the NumPy form); they equal the im2col gradients, and the adjoint identity <conv(x), dy> = <x, dx>.
+
+# %%
+title("the backward pass by Winograd, transposed")
+from minicnn.im2col import conv2d_weight_grad, conv_transpose2d  # noqa: E402
+
+x = rng.standard_normal((2, 3, 7, 9))
+w = rng.standard_normal((4, 3, 3, 3))
+dy = rng.standard_normal((2, 4, 7, 9))
+dx, dw = winograd.conv2d_backward(dy, x, w, padding=1, m=4)
+dx_im2col = conv_transpose2d(dy, w, None, (7, 9), (1, 1), (1, 1))   # im2col's input gradient: W^T dy
+dw_im2col = conv2d_weight_grad(dy, x, (3, 3), (1, 1), (1, 1))
+print(f"max |dx - im2col's| = {np.abs(dx - dx_im2col).max():.1e}, max |dw - im2col's| = {np.abs(dw - dw_im2col).max():.1e}")
+assert np.allclose(dx, dx_im2col, atol=1e-10) and np.allclose(dw, dw_im2col, atol=1e-10)
+assert np.isclose(np.vdot(winograd.conv2d(x, w, None, 1, 4), dy), np.vdot(x, dx))   # the adjoint identity
+
+# %% [markdown]
 # ## The measured speed
 # minicnn's Numba kernels run F(4x4, 3x3) for float32 3x3 stride-1 convolutions with enough channels
 # ("auto": ops.choose_conv_algorithm): a block of ~96 tiles at a time, the 36 products by
