@@ -64,7 +64,7 @@ def checkpoints(total_steps, every):
     return sorted({0, total_steps, *range(every, total_steps, every)})
 
 
-def scheduled_batches(net, optimizer, train_set, args, rng):
+def scheduled_batches(optimizer, train_set, args, rng):
     """All training batches of all epochs in order; before each epoch, optimizer.lr = its cosine rate."""
     for epoch in range(args.epochs):
         optimizer.lr = cosine_lr(args.lr, epoch, args.epochs)
@@ -77,13 +77,13 @@ def dissect_layers(net, dissection_set, layers):
 
 
 def finetune(args, train_set, test_set, dissection_set):
-    """Fine-tune, dissecting at each checkpoint. Returns (net, history, {step: {layer: Dissection}})."""
+    """Fine-tune, dissecting at each checkpoint. Returns (net, history, {step: {layer: Dissection}}, seconds)."""
     net = start_network(args.seed, args.base_weights)
     optimizer = Adam(net, lr=args.lr, weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
     steps_per_epoch = -(-len(train_set.labels) // args.batch_size)
     total = steps_per_epoch * args.epochs
-    batches = scheduled_batches(net, optimizer, train_set, args, rng)
+    batches = scheduled_batches(optimizer, train_set, args, rng)
     history, dissections, done, start = [], {}, 0, time.perf_counter()
     for step in checkpoints(total, args.dissect_every):
         loss, train_acc = (train_epoch(net, optimizer, itertools.islice(batches, step - done), step - done,
