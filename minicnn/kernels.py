@@ -1347,3 +1347,70 @@ def relu_backward(dy, x, rule):
     else:
         _relu_backward_split(dy_flat, x_flat, RELU_RULES.index(rule), out, numba.get_num_threads())
     return out.reshape(dy.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear layers: their three matrix products on Numba's threads
+#
+# Each thread calls a single-threaded BLAS (np.dot, see _blas_for_tiles) on its share. NumPy's `@`
+# would start NumPy's own BLAS threads, which keep spinning for a while after every product and take
+# the cores from the convolution kernels that run next: VGG16's forward pass, whose fully connected
+# layers end one image and whose convolutions start the next, ran a third slower (docs/performance.md).
+# NumPy twins: the products themselves, x @ w.T, dy @ w and dy.T @ x.
+
+
+@njit(parallel=True, cache=True)
+def _product_by_rows(a, b, out, parts):
+    """out = a @ b, (M, K) @ (K, P) -> (M, P): one band of a's rows (and out's) per part."""
+    m = a.shape[0]
+    for t in prange(parts):
+        r0, r1 = t * m // parts, (t + 1) * m // parts
+        if r1 > r0:
+            np.dot(a[r0:r1], b, out[r0:r1])
+
+
+@njit(parallel=True, cache=True)
+def _product_by_inner_bands(v, b, partial):
+    """partial[t] = v[k0:k1] @ b[k0:k1] for the t-th of partial.shape[0] bands k0:k1 of v (K,), b (K, P):
+    their sum is v @ b."""
+    parts, k = partial.shape[0], v.size
+    for t in prange(parts):
+        k0, k1 = t * k // parts, (t + 1) * k // parts
+        if k1 > k0:
+            np.dot(v[k0:k1], b[k0:k1], partial[t])
+
+
+def linear(x, w):
+    """y = x @ w.T: x (N, K), w (F, K) -> (N, F). One image: y.T = w @ x.T by bands of w's rows."""
+    threads = _blas_for_tiles()
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    if x.shape[0] == 1:
+        y_t = np.empty((w.shape[0], 1), dtype=x.dtype)
+        _product_by_rows(w, x.reshape(-1, 1), y_t, min(threads, w.shape[0]))
+        return y_t.reshape(1, -1)
+    y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    _product_by_rows(x, w.T, y, min(threads, x.shape[0]))
+    return y
+
+
+def linear_input_gradient(dy, w):
+    """dx = dy @ w: dy (N, F), w (F, K) -> (N, K). One image: the sum of dy[f0:f1] @ w[f0:f1] over
+    bands of F, one per thread."""
+    threads = _blas_for_tiles()
+    dy, w = np.ascontiguousarray(dy), np.ascontiguousarray(w)
+    if dy.shape[0] == 1:
+        partial = np.zeros((min(threads, w.shape[0]), w.shape[1]), dtype=dy.dtype)
+        _product_by_inner_bands(dy.reshape(-1), w, partial)
+        return partial.sum(axis=0, keepdims=True)
+    dx = np.empty((dy.shape[0], w.shape[1]), dtype=dy.dtype)
+    _product_by_rows(dy, w, dx, min(threads, dy.shape[0]))
+    return dx
+
+
+def linear_weight_gradient(dy, x):
+    """dw = dy.T @ x: dy (N, F), x (N, K) -> (F, K), by bands of dw's rows."""
+    threads = _blas_for_tiles()
+    dy_t, x = np.ascontiguousarray(dy.T), np.ascontiguousarray(x)
+    dw = np.empty((dy_t.shape[0], x.shape[1]), dtype=x.dtype)
+    _product_by_rows(dy_t, x, dw, min(threads, dy_t.shape[0]))
+    return dw

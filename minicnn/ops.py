@@ -436,7 +436,8 @@ def relu_backward(dy, x, rule="gradient"):
 
 
 def linear(x, w, b=None):
-    """y = x @ w.T + b with x (N, in), w (out, in) as in PyTorch, b (out,) -> y (N, out)."""
+    """y = x @ w.T + b with x (N, in), w (out, in) as in PyTorch, b (out,) -> y (N, out).
+    The products run on Numba's threads (kernels.linear: why there)."""
     check_nonempty(check_array(x, "x", ndim=2), "x", "ND")
     check_array(w, "w", ndim=2, dtype_like=x)
     if w.shape[1] != x.shape[1]:
@@ -444,7 +445,7 @@ def linear(x, w, b=None):
             f"shape mismatch: x has shape {x.shape} ({x.shape[1]} features) but w has shape {w.shape} "
             f"and expects {w.shape[1]} input features (w is (out, in))"
         )
-    y = x @ w.T
+    y = kernels.linear(x, w)
     if b is not None:
         check_array(b, "b", ndim=1, dtype_like=x)
         check_shape(b, "b", (w.shape[0],))
@@ -461,7 +462,7 @@ def linear_input_gradient(dy, w, input_shape):
                          f"{w.shape} and expects {w.shape[1]} input features (w is (out, in))")
     check_array(dy, "dy", ndim=2, dtype_like=w)
     check_shape(dy, "dy", (n, w.shape[0]))
-    return dy @ w
+    return kernels.linear_input_gradient(dy, w)
 
 
 def linear_backward(dy, x, w):
@@ -469,7 +470,7 @@ def linear_backward(dy, x, w):
     check_array(x, "x", ndim=2)
     check_array(w, "w", ndim=2, dtype_like=x)
     dx = linear_input_gradient(dy, w, x.shape)  # checks dy against x and w
-    return dx, dy.T @ x, dy.sum(axis=0)
+    return dx, kernels.linear_weight_gradient(dy, x), dy.sum(axis=0)
 
 
 def _check_logits(logits):

@@ -333,3 +333,28 @@ def test_relu_rules_by_hand():
     np.testing.assert_array_equal(kernels.relu_backward(dy, x, "deconvnet"), [10.0, 10.0, 0.0, 10.0])
     np.testing.assert_array_equal(kernels.relu_backward(dy, x, "guided"), [0.0, 10.0, 0.0, 0.0])
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear layers' products: equal to NumPy's, however many threads share them
+
+
+@MANY
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 12), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2**32 - 1), st.integers(1, 2))
+def test_linear_products_equal_numpy(n, k, f, dtype, seed, threads):
+    """x @ w.T, dy @ w and dy.T @ x, with one image (other bands than for a batch) or several,
+    on one or two threads: the same numbers as NumPy's, to the sum's rounding."""
+    import numba
+
+    rng = np.random.default_rng(seed)
+    x, w, dy = (rng.standard_normal(shape).astype(dtype) for shape in ((n, k), (f, k), (n, f)))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = kernels.linear(x, w), kernels.linear_input_gradient(dy, w), kernels.linear_weight_gradient(dy, x)
+    finally:
+        numba.set_num_threads(before)
+    for value, expected in zip(got, (x @ w.T, dy @ w, dy.T @ x)):
+        assert value.dtype == dtype and value.shape == expected.shape and value.flags.c_contiguous
+        np.testing.assert_allclose(value, expected, rtol=100 * RTOL[np.dtype(dtype)], atol=100 * RTOL[np.dtype(dtype)])
