@@ -1,9 +1,9 @@
 """The hot loops of the engine as Numba kernels: the convolution (forward, weight gradient and
 transposed, computed in tiles; 3x3 stride-1 convolutions also by Winograd's minimal filtering),
-im2col, col2im, max_pool, unpool, relu, relu_backward.
+im2col, col2im, max_pool, unpool, relu, relu_backward, and the matrix products of Linear layers.
 
 Each public function here has the same signature and gives the same result as its plain NumPy twin
-in minicnn.im2col or minicnn.winograd (the readable references); tests/test_kernels.py and
+in minicnn.im2col or minicnn.winograd (the readable references; for Linear, NumPy's `@` itself); tests/test_kernels.py and
 tests/test_winograd.py hold them equal. The NumPy versions say *what* is computed with whole-array
 operations; the versions here say it again as plain loops, which Numba compiles to machine code and
 runs on all cores:
@@ -37,7 +37,8 @@ parallel call anywhere; workqueue does not allow two Python threads to run kerne
 
 BLAS inside kernels: np.dot in a Numba kernel calls SciPy's OpenBLAS (not NumPy's). The tiled
 kernels run one tile per thread, so that BLAS must run single-threaded: _blas_for_tiles sets it so.
-NumPy's own BLAS (`@` outside the kernels) keeps its threads. Buffers are kept between calls
+NumPy's own BLAS (`@` outside the kernels) keeps its threads, which spin after each product: so
+the engine's Linear products run here too, on Numba's threads. Buffers are kept between calls
 (_scratch), so that large temporaries are not faulted in again on every call.
 The measurements behind these choices: docs/performance.md.
 """
