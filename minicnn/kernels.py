@@ -1371,41 +1371,44 @@ def _product_by_rows(a, b, out, parts):
 
 
 @njit(parallel=True, cache=True)
-def _product_by_inner_bands(v, b, partial):
-    """partial[t] = v[k0:k1] @ b[k0:k1] for the t-th of partial.shape[0] bands k0:k1 of v (K,), b (K, P):
-    their sum is v @ b."""
-    parts, k = partial.shape[0], v.size
+def _linear_by_feature_bands(x, w, y, parts):
+    """y[:, f0:f1] = x @ w[f0:f1].T for the t-th of `parts` bands f0:f1 of w's rows."""
+    f = w.shape[0]
     for t in prange(parts):
-        k0, k1 = t * k // parts, (t + 1) * k // parts
-        if k1 > k0:
-            np.dot(v[k0:k1], b[k0:k1], partial[t])
+        f0, f1 = t * f // parts, (t + 1) * f // parts
+        if f1 > f0:
+            y[:, f0:f1] = np.dot(x, w[f0:f1].T)
+
+
+@njit(parallel=True, cache=True)
+def _input_gradient_by_feature_bands(dy_t, w, partial):
+    """partial[t] = dy[:, f0:f1] @ w[f0:f1] for the t-th of partial.shape[0] bands f0:f1 of the F
+    features (dy_t = dy.T, (F, N)): their sum over t is dy @ w."""
+    f, parts = w.shape[0], partial.shape[0]
+    for t in prange(parts):
+        f0, f1 = t * f // parts, (t + 1) * f // parts
+        if f1 > f0:
+            np.dot(dy_t[f0:f1].T, w[f0:f1], partial[t])
 
 
 def linear(x, w):
-    """y = x @ w.T: x (N, K), w (F, K) -> (N, F). One image: y.T = w @ x.T by bands of w's rows."""
+    """y = x @ w.T: x (N, K), w (F, K) -> (N, F), by bands of the F features, every image in each
+    band's one product (as in one NumPy product, not split among threads by images)."""
     threads = _blas_for_tiles()
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    if x.shape[0] == 1:
-        y_t = np.empty((w.shape[0], 1), dtype=x.dtype)
-        _product_by_rows(w, x.reshape(-1, 1), y_t, min(threads, w.shape[0]))
-        return y_t.reshape(1, -1)
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    _product_by_rows(x, w.T, y, min(threads, x.shape[0]))
+    _linear_by_feature_bands(x, w, y, min(threads, w.shape[0]))
     return y
 
 
 def linear_input_gradient(dy, w):
-    """dx = dy @ w: dy (N, F), w (F, K) -> (N, K). One image: the sum of dy[f0:f1] @ w[f0:f1] over
-    bands of F, one per thread."""
+    """dx = dy @ w: dy (N, F), w (F, K) -> (N, K): the sum of dy[:, f0:f1] @ w[f0:f1] over bands of F,
+    one per thread, every image in each band's one product."""
     threads = _blas_for_tiles()
-    dy, w = np.ascontiguousarray(dy), np.ascontiguousarray(w)
-    if dy.shape[0] == 1:
-        partial = np.zeros((min(threads, w.shape[0]), w.shape[1]), dtype=dy.dtype)
-        _product_by_inner_bands(dy.reshape(-1), w, partial)
-        return partial.sum(axis=0, keepdims=True)
-    dx = np.empty((dy.shape[0], w.shape[1]), dtype=dy.dtype)
-    _product_by_rows(dy, w, dx, min(threads, dy.shape[0]))
-    return dx
+    dy_t, w = np.ascontiguousarray(dy.T), np.ascontiguousarray(w)
+    partial = np.empty((min(threads, w.shape[0]), dy_t.shape[1], w.shape[1]), dtype=w.dtype)
+    _input_gradient_by_feature_bands(dy_t, w, partial)
+    return partial.sum(axis=0)
 
 
 def linear_weight_gradient(dy, x):
