@@ -89,6 +89,13 @@ def call(check, fn, case, *arguments):
                           f"on the case {describe_case(case)}", case, "exception") from error
 
 
+def parts_of(check, case, got, names):
+    """got, checked to be a tuple of len(names) results (e.g. ("dx", "dw", "db")); else fail()."""
+    if not isinstance(got, tuple) or len(got) != len(names):
+        fail(check, "result", case, f"fn must return a tuple ({', '.join(names)}), got {type(got).__name__}")
+    return got
+
+
 def compare(check, what, case, got, expected, rtol, about=""):
     """fail() unless got has expected's shape and equals it within rtol (default: by expected's dtype).
     `about` is added to the message (what `what` is)."""
@@ -180,9 +187,7 @@ def check_conv2d_backward(fn, max_examples=100, rtol=None, seed=None, **case_opt
     name = "check_conv2d_backward"
 
     def holds(case):
-        got = call(name, fn, case, *case)
-        if not isinstance(got, tuple) or len(got) != 3:
-            fail(name, "result", case, f"fn must return a tuple (dx, dw, db), got {type(got).__name__}")
+        got = parts_of(name, case, call(name, fn, case, *case), ("dx", "dw", "db"))
         expected = ops.conv2d_backward(*case)
         for what, got_one, expected_one in zip(("dx", "dw", "db"), got, expected):
             compare(name, what, case, got_one, expected_one, rtol)
@@ -205,9 +210,7 @@ def check_max_pool2d(fn, max_examples=100, rtol=None, seed=None, **case_options)
     name = "check_max_pool2d"
 
     def holds(case):
-        got = call(name, fn, case, *case)
-        if not isinstance(got, tuple) or len(got) != 2:
-            fail(name, "result", case, f"fn must return a tuple (y, switches), got {type(got).__name__}")
+        got = parts_of(name, case, call(name, fn, case, *case), ("y", "switches"))
         expected_y, expected_switches = ops.max_pool2d(*case)
         compare(name, "y", case, got[0], expected_y, rtol)
         switches = np.asarray(got[1])
