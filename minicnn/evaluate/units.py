@@ -51,6 +51,11 @@ def unique_detectors(dissection, categories):
     return {category: tuple(sorted(names)) for category, names in found.items()}
 
 
+def counted(names):
+    """A table cell for some concepts: their number and names, e.g. "3 (cyan, red, white)" or "0 (-)"."""
+    return f"{len(names)} ({', '.join(names) or '-'})"
+
+
 class ConceptChange(NamedTuple):
     """One unit whose label differs between two dissections: label and best IoU before and after (the
     best IoU is kept for a unit labelled None: how close it came)."""

@@ -22,7 +22,6 @@ in which several threads add floating-point sums; one thread reproduces the file
 import argparse
 import csv
 import itertools
-import json
 import os
 import platform
 import sys
@@ -33,8 +32,8 @@ import numpy as np
 
 import minicnn
 from minicnn import data, models
-from minicnn.evaluate.units import concept_changes, label_counts, trajectory_figure, unique_detectors
-from minicnn.recipes.train_shapes import REPRODUCE_TOLERANCE, TEST_SEED_OFFSET, cosine_lr, write_model, write_readme
+from minicnn.evaluate.units import concept_changes, counted, label_counts, trajectory_figure, unique_detectors
+from minicnn.recipes.train_shapes import TEST_SEED_OFFSET, compare_cards, cosine_lr, write_model, write_readme
 from minicnn.train import Adam, accuracy, minibatches, train_epoch
 from minicnn.viz.dissection import dissect
 
@@ -164,7 +163,7 @@ def units_markdown(dissections, history, categories):
         for title, dissection in (("before", before), ("after", after)):
             found = unique_detectors(dissection, categories)
             lines.append(f"\nunique detectors {title}: " + "; ".join(
-                f"{category} {len(names)} ({', '.join(names) or '-'})" for category, names in found.items()))
+                f"{category} {counted(names)}" for category, names in found.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -179,17 +178,6 @@ def write_report(report, dissections, history):
     for layer in next(iter(dissections.values())):
         trajectory_figure([d[layer] for d in dissections.values()], titles, categories, report / f"trajectory_{layer}.png")
     return text
-
-
-def compare_card(card, reference_dir):
-    """Print the re-run's accuracy and hash beside the reference card's; True if within REPRODUCE_TOLERANCE."""
-    reference = json.loads((reference_dir / f"{MODEL}.json").read_text())
-    difference = card["test_accuracy"] - reference["test_accuracy"]
-    close = abs(difference) <= REPRODUCE_TOLERANCE
-    print(f"{MODEL}: re-run {100 * card['test_accuracy']:.2f}%, card {100 * reference['test_accuracy']:.2f}%: "
-          f"difference {100 * difference:+.2f} points ({'within' if close else 'NOT within'} "
-          f"{100 * REPRODUCE_TOLERANCE:.1f}); the same file bit for bit: {card['sha256'] == reference['sha256']}")
-    return close
 
 
 def parse_args(argv):
@@ -236,7 +224,7 @@ def main(argv=None):
     print(write_report(report, dissections, history))
     print(f"{MODEL}: test colour accuracy {100 * card['test_accuracy']:.2f}% on {args.test_size} images, "
           f"{seconds:.0f} s; wrote {args.out / card['file']} and {report}/units.md", flush=True)
-    return 0 if compare_to is None or compare_card(card, compare_to) else 1
+    return 0 if compare_to is None or compare_cards([card], compare_to) else 1
 
 
 if __name__ == "__main__":

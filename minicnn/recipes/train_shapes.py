@@ -185,7 +185,8 @@ def compare_cards(cards, reference_dir):
         all_close &= close
         print(f"{card['model']}: re-run {100 * card['test_accuracy']:.2f}% in {card['training']['seconds'] / 60:.1f} min, "
               f"{path} {100 * reference['test_accuracy']:.2f}%: difference {100 * difference:+.2f} points "
-              f"({'within' if close else 'NOT within'} {100 * REPRODUCE_TOLERANCE:.1f})")
+              f"({'within' if close else 'NOT within'} {100 * REPRODUCE_TOLERANCE:.1f}); the same file bit for bit: "
+              f"{card['sha256'] == reference.get('sha256')}")
     return all_close
 
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from minicnn import data, models
-from minicnn.evaluate.units import label_counts, unique_detectors, unique_detectors_figure
+from minicnn.evaluate.units import counted, label_counts, unique_detectors, unique_detectors_figure
 from minicnn.viz.dissection import dissect
 
 # (title, how to build the network, layer dissected): the last ReLU after a convolution of each
@@ -66,7 +66,7 @@ def table(rows):
              + " | unique in all |", "|---|---|---:|---:|" + "---|" * (len(categories) + 1)]
     for title, layer, dissection, cats in rows:
         found = unique_detectors(dissection, cats)
-        cells = [f"{len(found.get(c, ()))} ({', '.join(found.get(c, ())) or '-'})" for c in categories]
+        cells = [counted(found.get(c, ())) for c in categories]
         total = sum(len(names) for names in found.values())
         lines.append(f"| {title} | {layer} | {len(dissection.table)} | {len(dissection.detectors)} | "
                      + " | ".join(cells) + f" | {total} |")

@@ -243,7 +243,7 @@ def dead_units_section(tour):
 
 def fine_tuning_section(tour):
     from ..data import concept_categories
-    from ..evaluate.units import concept_changes, trajectory_figure, unique_detectors
+    from ..evaluate.units import concept_changes, counted, trajectory_figure, unique_detectors
     from ..models import shapes_vgg
     from ..viz.dissection import dissect
 
@@ -263,8 +263,7 @@ def fine_tuning_section(tour):
     rows = []
     for name, dissection in dissections.items():
         found = unique_detectors(dissection, categories)
-        rows.append([name, str(len(dissection.detectors))] + [f"{len(found[c])} ({', '.join(found[c]) or '-'})"
-                                                               for c in order])
+        rows.append([name, str(len(dissection.detectors))] + [counted(found[c]) for c in order])
     return [
         tour.panel(fig, "fine_tuning",
                    f"Units that change roles (Bau 2017): shapes_vgg fine-tuned to name the object's colour. "

@@ -37,14 +37,17 @@ def test_checkpoints_are_the_start_every_n_steps_and_the_end():
     assert finetune_colour.checkpoints(3, 40) == [0, 3]
 
 
-def run(folder, seed):
-    finetune_colour.main(QUICK + ["--seed", str(seed), "--out", str(folder / "w"), "--report", str(folder / "r")])
+def run(folder, seed, *extra):
+    status = finetune_colour.main(QUICK + ["--seed", str(seed), "--out", str(folder / "w"), "--report", str(folder / "r"),
+                                           *extra])
+    assert status == 0
     return load_weights(folder / "w" / "shapes_vgg_colour.npz"), json.loads((folder / "w" / "shapes_vgg_colour.json").read_text())
 
 
-def test_a_run_writes_a_loadable_model_card_and_the_units_report_and_its_seed_reproduces_it(tmp_path):
+def test_a_run_writes_a_loadable_model_card_and_the_units_report_and_its_seed_reproduces_it(tmp_path, capsys):
     first, card = run(tmp_path / "a", seed=4)
-    again, card_again = run(tmp_path / "b", seed=4)
+    again, card_again = run(tmp_path / "b", 4, "--compare-to", str(tmp_path / "a" / "w"))
+    assert "difference +0.00 points (within 0.5); the same file bit for bit: True" in capsys.readouterr().out
     other, _ = run(tmp_path / "c", seed=5)
     assert all(np.array_equal(first[key], again[key]) for key in first)          # the same seed: the same weights
     assert card["sha256"] == card_again["sha256"]
